@@ -1,0 +1,115 @@
+"""The ``essl-info`` command line (DESIGN §4).
+
+Each subcommand is a pair (``_add_<name>`` builds its parser, ``_run_<name>`` runs it) listed
+in ``COMMANDS``. User mistakes (``ValueError`` and subclasses, missing files) print one line
+``essl-info: error: ...`` on stderr and exit with code 2; results go to stdout, progress bars
+to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from . import __version__
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+# =============================================================================== train
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from .train import add_train_arguments
+
+    add_train_arguments(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import config_from_args, train
+
+    train(config_from_args(args))
+    return EXIT_OK
+
+
+# ============================================================================= inspect
+def _add_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", help="checkpoint file (.pt)")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from .checkpoint import describe_checkpoint
+
+    print(describe_checkpoint(args.ckpt, as_json=args.json))
+    return EXIT_OK
+
+
+# ============================================================================= measure
+def _add_measure(p: argparse.ArgumentParser) -> None:
+    from .measure import add_measure_arguments
+
+    add_measure_arguments(p)
+
+
+def _run_measure(args: argparse.Namespace) -> int:
+    from .measure import run_measure_cli
+
+    return run_measure_cli(args)
+
+
+# ===================================================================== rank-transforms
+def _add_rank(p: argparse.ArgumentParser) -> None:
+    from .measure import add_rank_arguments
+
+    add_rank_arguments(p)
+
+
+def _run_rank(args: argparse.Namespace) -> int:
+    from .measure import run_rank_cli
+
+    return run_rank_cli(args)
+
+
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "measure": ("information quantities of a checkpoint's representation", _add_measure,
+                _run_measure),
+    "rank-transforms": ("which transformations the theory predicts will help, before "
+                        "training", _add_rank, _run_rank),
+    "train": ("train an E-SSL model (SimCLR/SimSiam + transformation prediction)",
+              _add_train, _run_train),
+    "inspect": ("show a checkpoint's metadata", _add_inspect, _run_inspect),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="essl-info",
+        description="Information-theoretic diagnostics for equivariant self-supervised "
+                    "learning. All values in nats.",
+    )
+    parser.add_argument("--version", action="version", version=f"essl-info {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_, add, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"essl-info: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("essl-info: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

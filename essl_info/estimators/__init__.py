@@ -1,0 +1,151 @@
+"""Mutual-information and entropy estimators behind one entry point.
+
+``estimate_mi(x, y, cond=None, ...)`` validates the inputs (``inputs.py``), picks the method
+(``registry.py``; ``method="auto"`` records its choice in ``Estimate.method``), and calls the
+registered implementation. All values are in nats and signed.
+
+Methods (see ``MI_METHODS`` for the live list, each with its paper):
+``plugin`` (discrete.py), ``ksg``/``ksg2``/``ross``/``mixed`` and conditional forms (knn.py),
+``npeet`` (reference.py), ``probe`` (probe.py), ``infonce``/``nwj``/``mine``/``smile``
+(neural.py, bounds as pure functions in bounds.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..types import Estimate
+from .inputs import DataWarning, Variables, check_k, prepare_variable, prepare_variables
+from .registry import (
+    AUTO_RULES,
+    ENTROPY_METHODS,
+    MI_METHODS,
+    choose_method,
+    methods_supporting,
+    register_entropy,
+    register_mi,
+)
+
+# Modules that register methods on import, in the order their auto rules should apply.
+_METHOD_MODULES = ("discrete", "knn", "reference", "probe", "neural")
+for _mod in _METHOD_MODULES:
+    try:
+        importlib.import_module(f"{__name__}.{_mod}")
+    except ModuleNotFoundError as _e:  # pragma: no cover - only while a module is missing
+        if _e.name != f"{__name__}.{_mod}":
+            raise
+
+
+def _default_quantity(v: Variables, entropy: bool = False) -> str:
+    if entropy:
+        return "H(X)"
+    return "I(X;Y|Z)" if v.cond is not None else "I(X;Y)"
+
+
+def estimate_mi(
+    x,
+    y,
+    cond=None,
+    *,
+    x_discrete: bool = False,
+    y_discrete: bool = False,
+    cond_discrete: bool = False,
+    method: str = "auto",
+    k: int = 3,
+    seed: int = 0,
+    quantity: str | None = None,
+    **params,
+) -> Estimate:
+    """Estimate I(x; y) or, with ``cond``, I(x; y | cond), in nats (signed).
+
+    Parameters
+    ----------
+    x, y : array-like, shape (n,) or (n, d)
+        Samples, one row per observation. Discrete variables are integer labels (a
+        multi-column discrete array is one joint label per row).
+    cond : array-like, shape (n,) or (n, d), optional
+        Conditioning variable.
+    x_discrete, y_discrete, cond_discrete : bool
+        Declare which variables are discrete; never inferred.
+    method : str
+        A key of ``MI_METHODS`` or ``"auto"`` (chosen by the kinds and dimensions of the
+        variables; the choice is recorded in ``est.method`` and ``est.diagnostics``).
+    k : int
+        Number of neighbours for kNN methods (ignored by the others).
+    seed : int
+        Seeds every random choice (tie-breaking noise, subsamples, splits, initialisation).
+    quantity : str, optional
+        Name to put in ``est.quantity`` (e.g. ``"I(A;Z)"``); default ``"I(X;Y)"``.
+    **params
+        Method-specific options (documented with each method).
+
+    Returns
+    -------
+    Estimate
+    """
+    v = prepare_variables(x, y, cond, x_discrete=x_discrete, y_discrete=y_discrete,
+                          cond_discrete=cond_discrete)
+    diagnostics_extra = {}
+    if method == "auto":
+        rule = choose_method(v)
+        method = rule.method
+        diagnostics_extra = {"auto": True, "auto_reason": rule.reason}
+    if method not in MI_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(MI_METHODS)} "
+                         "or 'auto'")
+    spec = MI_METHODS[method]
+    if not spec.supports(v):
+        able = methods_supporting(v)
+        raise ValueError(
+            f"method {method!r} cannot estimate MI for {v.describe()}; "
+            + (f"methods that can: {able}" if able else "no registered method can")
+        )
+    if spec.uses_k:
+        check_k(v.n, k)
+    est = spec.fn(v, k=k, seed=seed, **params)
+    return est.with_(
+        method=method,
+        quantity=quantity or _default_quantity(v),
+        diagnostics={**est.diagnostics, **diagnostics_extra},
+    )
+
+
+def estimate_entropy(
+    x,
+    *,
+    discrete: bool = False,
+    method: str = "auto",
+    k: int = 3,
+    seed: int = 0,
+    quantity: str | None = None,
+    **params,
+) -> Estimate:
+    """Estimate the entropy H(x) in nats: plug-in (optionally Miller-Madow) for discrete x,
+    Kozachenko-Leonenko (``"kl"``) for continuous x (a differential entropy, may be < 0)."""
+    xv = prepare_variable("x", x, discrete=discrete)
+    v = Variables(xv, xv, None, len(xv.values))
+    if method == "auto":
+        method = "plugin" if discrete else "kl"
+    if method not in ENTROPY_METHODS:
+        raise ValueError(f"unknown entropy method {method!r}; choose one of "
+                         f"{sorted(ENTROPY_METHODS)} or 'auto'")
+    spec = ENTROPY_METHODS[method]
+    if not spec.supports(v):
+        able = [m for m, s in ENTROPY_METHODS.items() if s.supports(v)]
+        raise ValueError(f"entropy method {method!r} cannot handle {xv.kind} x; use {able}")
+    if spec.uses_k:
+        check_k(v.n, k)
+    est = spec.fn(v, k=k, seed=seed, **params)
+    return est.with_(method=method, quantity=quantity or "H(X)")
+
+
+__all__ = [
+    "AUTO_RULES",
+    "DataWarning",
+    "ENTROPY_METHODS",
+    "MI_METHODS",
+    "estimate_entropy",
+    "estimate_mi",
+    "register_entropy",
+    "register_mi",
+]
