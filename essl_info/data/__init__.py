@@ -1,0 +1,31 @@
+"""Data for E-SSL experiments: datasets, transformations, augmentations.
+
+    >>> from essl_info.data import load_dataset, get_transformation, all_transformed
+    >>> ds = load_dataset("digits", split="train")          # (1438, 1, 32, 32) in [0, 1]
+    >>> t = get_transformation("rotation4")
+    >>> x_all, a, idx = all_transformed(ds.images[:8], t)    # (32, 1, 32, 32)
+
+Importing this package registers every bundled dataset loader.
+"""
+
+from __future__ import annotations
+
+from . import digits  # noqa: F401  (registers "digits")
+from .datasets import DATASETS, DatasetSpec, ImageDataset, load_dataset, register_dataset
+from .transformations import (TRANSFORMATIONS, Transformation, all_transformed,
+                              get_transformation, parse_transformations,
+                              register_transformation)
+
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "ImageDataset",
+    "TRANSFORMATIONS",
+    "Transformation",
+    "all_transformed",
+    "get_transformation",
+    "load_dataset",
+    "parse_transformations",
+    "register_dataset",
+    "register_transformation",
+]
