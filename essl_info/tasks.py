@@ -1,0 +1,269 @@
+"""Tasks with known mutual information, as first-class objects (cf. cbg-ethz/bmi).
+
+A :class:`Task` bundles a seeded sampler ``(n, seed) -> (x, y)`` with the true I(X;Y) in
+nats. Tests and benchmarks draw from them and compare estimators with ``task.truth``.
+
+Constructors (each documents its closed form or how its truth was computed):
+
+- :func:`gaussian`      correlated Gaussians, I = -1/2 sum log(1 - rho^2)
+- :func:`student_t`     multivariate Student-t: the Gaussian term plus a closed-form t term
+- :func:`monotone`      an invertible per-coordinate map of another task (same truth)
+- :func:`gao_mixture`   Gao et al. 2017's discrete-continuous mixture
+- :func:`class_mixture` a discrete label and a Gaussian class mixture (Monte-Carlo truth)
+
+New tasks are appended at the end of this file: write a constructor that returns a ``Task``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+from scipy.special import digamma, gammaln, logsumexp
+
+
+@dataclass(frozen=True)
+class Task:
+    """A joint distribution of (x, y) with known I(X;Y).
+
+    name         : short identifier used in benchmark tables
+    truth        : I(X;Y) in nats
+    sample       : (n, seed) -> (x (n, dx), y (n, dy)); deterministic for a seed
+    x_discrete   : x holds integer labels (pass ``x_discrete=True`` to ``estimate_mi``)
+    y_discrete   : likewise for y
+    truth_stderr : > 0 when ``truth`` is a Monte-Carlo value
+    params       : the constructor's arguments
+    """
+
+    name: str
+    truth: float
+    sample: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+    x_discrete: bool = False
+    y_discrete: bool = False
+    truth_stderr: float = 0.0
+    params: dict = field(default_factory=dict)
+
+    def estimate_kwargs(self) -> dict:
+        """The discreteness flags to pass to ``estimate_mi`` for this task."""
+        return {"x_discrete": self.x_discrete, "y_discrete": self.y_discrete}
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_rho(rho: float) -> float:
+    if not -1.0 < float(rho) < 1.0:
+        raise ValueError(f"rho must lie in (-1, 1), got {rho!r}")
+    return float(rho)
+
+
+# ============================================================================ Gaussian
+def gaussian(d: int = 1, rho: float = 0.5, sparse: bool = False) -> Task:
+    """x, y each (n, d) standard normal; coordinate pairs (x_i, y_i) have correlation rho.
+
+    ``sparse=True`` correlates only the first ``ceil(d / 4)`` pairs (the others are
+    independent noise), so the information sits in a few of the dimensions.
+    I(X;Y) = -1/2 * n_correlated * log(1 - rho^2) nats (Cover & Thomas, eq. 8.56).
+    """
+    d = _check_positive_int("d", d)
+    rho = _check_rho(rho)
+    n_corr = math.ceil(d / 4) if sparse else d
+    rhos = np.zeros(d)
+    rhos[:n_corr] = rho
+    truth = -0.5 * n_corr * math.log1p(-rho * rho)
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((n, d))
+        e = rng.standard_normal((n, d))
+        y = rhos * x + np.sqrt(1.0 - rhos**2) * e
+        return x, y
+
+    name = f"gaussian{'-sparse' if sparse else ''}-d{d}-rho{rho:g}"
+    return Task(name, truth, sample, params={"d": d, "rho": rho, "sparse": sparse,
+                                              "n_correlated": n_corr})
+
+
+# ========================================================================== Student-t
+def _t_entropy_term(dof: float, p: int) -> float:
+    """The part of a p-dim Student-t entropy that does not cancel in the MI:
+    g(p) = log G(v/2) - log G((v+p)/2) + (v+p)/2 [psi((v+p)/2) - psi(v/2)]."""
+    a, b = dof / 2.0, (dof + p) / 2.0
+    return float(gammaln(a) - gammaln(b) + b * (digamma(b) - digamma(a)))
+
+
+def student_t_correction(dof: float, dx: int, dy: int) -> float:
+    """I_t - I_Gauss for a multivariate t with ``dof`` degrees of freedom, in nats.
+
+    From the entropy of the multivariate t (Kotz & Nadarajah 2004, eq. 1.15): with
+    dispersion Sigma, I(X;Y) = 1/2 log(|S_x||S_y|/|S|) + g(dx) + g(dy) - g(dx+dy); the
+    same closed form as Czyz et al. 2023 ("Beyond normal", bmi). Always >= 0.
+    """
+    return _t_entropy_term(dof, dx) + _t_entropy_term(dof, dy) - _t_entropy_term(dof, dx + dy)
+
+
+def student_t(d: int = 1, rho: float = 0.5, dof: float = 5.0) -> Task:
+    """(x, y) = G / sqrt(W / dof), G a 2d-dim Gaussian with pairs correlated rho (as in
+    :func:`gaussian`), W ~ chi^2(dof) shared by all coordinates: a multivariate t.
+
+    I(X;Y) = -d/2 log(1 - rho^2) + :func:`student_t_correction`; the heavy shared tail makes
+    x and y dependent even at rho = 0.
+    """
+    d = _check_positive_int("d", d)
+    rho = float(rho)
+    if not -1.0 < rho < 1.0:
+        raise ValueError(f"rho must lie in (-1, 1), got {rho!r}")
+    if not dof > 0:
+        raise ValueError(f"dof must be > 0, got {dof!r}")
+    dof = float(dof)
+    truth = -0.5 * d * math.log1p(-rho * rho) + student_t_correction(dof, d, d)
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((n, d))
+        y = rho * x + math.sqrt(1.0 - rho * rho) * rng.standard_normal((n, d))
+        scale = np.sqrt(dof / rng.chisquare(dof, size=(n, 1)))
+        return x * scale, y * scale
+
+    return Task(f"student-t-d{d}-rho{rho:g}-dof{dof:g}", truth, sample,
+                params={"d": d, "rho": rho, "dof": dof})
+
+
+# ================================================================ monotone transforms
+MONOTONE_MAPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "cube": lambda a: a**3,
+    "asinh": np.arcsinh,
+    "sinh": np.sinh,
+    "exp": np.exp,
+    "logistic": lambda a: 1.0 / (1.0 + np.exp(-a)),
+}
+
+
+def monotone(task: Task, fn: str | Callable[[np.ndarray], np.ndarray] = "cube",
+             which: str = "both") -> Task:
+    """``task`` with a strictly monotone map applied to every coordinate of x and/or y.
+
+    MI is invariant under invertible maps of each variable, so the truth is unchanged; kNN
+    estimators are not invariant (they see a different geometry), which is what this tests.
+    ``fn``: a key of ``MONOTONE_MAPS`` or a callable; ``which``: "x", "y" or "both".
+    Continuous variables only.
+    """
+    if which not in ("x", "y", "both"):
+        raise ValueError(f"which must be 'x', 'y' or 'both', got {which!r}")
+    if isinstance(fn, str):
+        if fn not in MONOTONE_MAPS:
+            raise ValueError(f"unknown monotone map {fn!r}; choose one of "
+                             f"{sorted(MONOTONE_MAPS)} or pass a callable")
+        fn_name, f = fn, MONOTONE_MAPS[fn]
+    else:
+        fn_name, f = getattr(fn, "__name__", "fn"), fn
+    if (which in ("x", "both") and task.x_discrete) or (which in ("y", "both")
+                                                        and task.y_discrete):
+        raise ValueError(f"monotone maps apply to continuous variables; {task.name} has a "
+                         f"discrete {'x' if task.x_discrete else 'y'}")
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = task.sample(n, seed)
+        if which in ("x", "both"):
+            x = f(x)
+        if which in ("y", "both"):
+            y = f(y)
+        return x, y
+
+    return replace(task, name=f"{task.name}-{fn_name}{'' if which == 'both' else '-' + which}",
+                   sample=sample,
+                   params={**task.params, "base": task.name, "map": fn_name, "which": which})
+
+
+# ========================================================================= Gao mixture
+def gao_mixture(m: int = 5) -> Task:
+    """Gao, Kannan, Oh, Viswanath 2017 (sec. 5): X uniform on {0, ..., m-1} (integer labels,
+    n/m tied rows each), Y | X ~ Uniform(X, X + 2).
+
+    I(X;Y) = ln m - (m - 1)/m * ln 2 nats: neighbouring X values share half of Y's support.
+    """
+    m = _check_positive_int("m", m, minimum=2)
+    truth = math.log(m) - (m - 1) / m * math.log(2.0)
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, m, size=n)
+        y = x + 2.0 * rng.random(n)
+        return x[:, None], y[:, None]
+
+    return Task(f"gao-mixture-m{m}", truth, sample, x_discrete=True, params={"m": m})
+
+
+# ======================================================================= class mixture
+def _class_means(n_classes: int, d: int, separation: float, seed: int) -> np.ndarray:
+    """(n_classes, d) means with every pairwise distance equal to ``separation`` when
+    d >= n_classes (orthonormal rows scaled by separation / sqrt 2, in seeded random
+    directions); for d < n_classes, seeded Gaussian means with the same expected spread."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((d, n_classes))
+    if d >= n_classes:
+        q, _ = np.linalg.qr(g)  # (d, n_classes), orthonormal columns
+        return (separation / math.sqrt(2.0)) * q.T
+    return (separation / math.sqrt(2.0 * d)) * g.T
+
+
+@functools.lru_cache(maxsize=64)
+def _class_mixture_truth(n_classes: int, d: int, separation: float, sigma: float,
+                         means_seed: int, n_mc: int, mc_seed: int) -> tuple[float, float]:
+    """Monte-Carlo I(C;Z) = E[log p(z|c) - log mean_c' p(z|c')] and its standard error."""
+    mu = _class_means(n_classes, d, separation, means_seed)
+    if d >= n_classes:  # the means span n_classes dims; the rest is independent noise
+        basis, _ = np.linalg.qr(mu.T)  # (d, r)
+        mu = mu @ basis  # (n_classes, r), distances preserved
+    rng = np.random.default_rng(mc_seed)
+    vals = []
+    for start in range(0, n_mc, 100_000):  # chunks keep memory at ~100 MB
+        m = min(100_000, n_mc - start)
+        c = rng.integers(0, n_classes, size=m)
+        z = mu[c] + sigma * rng.standard_normal((m, mu.shape[1]))
+        sq = ((z[:, None, :] - mu[None, :, :]) ** 2).sum(-1)  # (m, n_classes)
+        loglik = -sq / (2.0 * sigma**2)
+        vals.append(loglik[np.arange(m), c] - (logsumexp(loglik, axis=1) - math.log(n_classes)))
+    v = np.concatenate(vals)
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def class_mixture(n_classes: int = 10, d: int = 128, separation: float = 1.98,
+                  sigma: float = 1.0, means_seed: int = 0, n_mc: int = 1_000_000) -> Task:
+    """C uniform on {0..n_classes-1} (x, integer labels), Z | C ~ N(mu_C, sigma^2 I_d) (y).
+
+    With d >= n_classes the means are equidistant (``separation`` apart) in a seeded random
+    n_classes-dim subspace, so I(C;Z) depends on n_classes and separation / sigma only;
+    the default separation 1.98 gives 0.774 nats for 10 classes (the issue's 128-d
+    example: 0.774), the other d - n_classes dimensions being pure noise. The truth is a
+    Monte-Carlo average over ``n_mc`` draws with a fixed seed (cached); its standard error
+    is ``truth_stderr``. H(C) = ln n_classes bounds it.
+    """
+    n_classes = _check_positive_int("n_classes", n_classes, minimum=2)
+    d = _check_positive_int("d", d)
+    if not separation > 0 or not sigma > 0:
+        raise ValueError(f"separation and sigma must be > 0, got {separation!r}, {sigma!r}")
+    truth, truth_se = _class_mixture_truth(n_classes, d, float(separation), float(sigma),
+                                           int(means_seed), int(n_mc), 12345)
+    mu = _class_means(n_classes, d, float(separation), int(means_seed))
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        c = rng.integers(0, n_classes, size=n)
+        z = mu[c] + sigma * rng.standard_normal((n, d))
+        return c, z
+
+    return Task(f"class-mixture-k{n_classes}-d{d}-sep{separation:g}", truth, sample,
+                x_discrete=True, truth_stderr=truth_se,
+                params={"n_classes": n_classes, "d": d, "separation": separation,
+                        "sigma": sigma, "means_seed": means_seed, "n_mc": n_mc,
+                        "entropy_label": math.log(n_classes)})
+
+
+# ======================================================== tasks appended by other parts
