@@ -10,22 +10,34 @@ Importing this package registers every bundled dataset loader.
 
 from __future__ import annotations
 
-from . import digits  # noqa: F401  (registers "digits")
+from . import cifar, digits, folder, rotation_world  # noqa: F401  (register their loaders)
+from .augment import (AUGMENT_PRESETS, AugmentPreset, augment, color_jitter, random_blur,
+                      random_grayscale, random_hflip, random_resized_crop)
 from .datasets import DATASETS, DatasetSpec, ImageDataset, load_dataset, register_dataset
+from .rotation_world import exact_information
 from .transformations import (TRANSFORMATIONS, Transformation, all_transformed,
                               get_transformation, parse_transformations,
                               register_transformation)
 
 __all__ = [
+    "AUGMENT_PRESETS",
+    "AugmentPreset",
     "DATASETS",
     "DatasetSpec",
     "ImageDataset",
     "TRANSFORMATIONS",
     "Transformation",
     "all_transformed",
+    "augment",
+    "color_jitter",
+    "exact_information",
     "get_transformation",
     "load_dataset",
     "parse_transformations",
+    "random_blur",
+    "random_grayscale",
+    "random_hflip",
+    "random_resized_crop",
     "register_dataset",
     "register_transformation",
 ]

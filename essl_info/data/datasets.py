@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -59,6 +59,8 @@ class ImageDataset:
         JSON-safe; ``load_dataset(**params)`` rebuilds the full split.
     latents : dict[str, torch.Tensor] | None
         Per-image generative latents, each ``(n,)`` int64 (rotation-world only).
+    class_names : tuple[str, ...] | None
+        Human-readable name of each label, where the source has them.
     """
 
     name: str
@@ -70,6 +72,7 @@ class ImageDataset:
     std: tuple[float, ...]
     params: dict = field(default_factory=dict)
     latents: dict[str, torch.Tensor] | None = None
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         x, y = self.images, self.labels
@@ -92,6 +95,9 @@ class ImageDataset:
         for key, lat in (self.latents or {}).items():
             if not isinstance(lat, torch.Tensor) or lat.shape[:1] != (x.shape[0],):
                 raise DataError(f"{self.name}: latent {key!r} must have {x.shape[0]} rows")
+        if self.class_names is not None and len(self.class_names) != self.n_classes:
+            raise DataError(f"{self.name}: {len(self.class_names)} class names for "
+                            f"{self.n_classes} classes")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -125,7 +131,8 @@ class ImageDataset:
                                     f"images: {int(sel.min())}..{int(sel.max())}")
         latents = None if self.latents is None else {k: v[sel] for k, v in self.latents.items()}
         return ImageDataset(self.name, self.images[sel], self.labels[sel], self.n_classes,
-                            self.split, self.mean, self.std, dict(self.params), latents)
+                            self.split, self.mean, self.std, dict(self.params), latents,
+                            self.class_names)
 
     def normalized(self, images: torch.Tensor | None = None) -> torch.Tensor:
         """``(images - mean) / std`` per channel, on the images' device."""
@@ -278,7 +285,3 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     mask[test_idx] = False
     return np.flatnonzero(mask).astype(np.int64), test_idx.astype(np.int64)
 
-
-def check_choice(name: str, arg: str, value: Any, allowed: Sequence[Any]) -> None:
-    if value not in allowed:
-        raise DataError(f"{name}: {arg} must be one of {list(allowed)}, got {value!r}")

@@ -45,4 +45,4 @@ def load_digits_dataset(*, split: str, data_dir: str | None, image_size: int, se
     params = base_params("digits", split=split, image_size=image_size, seed=seed,
                          data_dir=data_dir, test_fraction=float(test_fraction))
     return ImageDataset("digits", x, torch.from_numpy(labels[idx]), N_CLASSES, split,
-                        mean, std, params)
+                        mean, std, params, class_names=tuple(str(d) for d in range(10)))
