@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .transformations import gaussian_blur, to_grayscale
+from .transformations import blur_radius, gaussian_blur, to_grayscale
 
 Tensor = torch.Tensor
 
@@ -202,7 +202,7 @@ def random_blur(x: Tensor, *, p: float = 0.5, sigma: tuple[float, float] = (0.1,
     n = x.shape[0]
     on = _coin(n, p, generator, x.device)
     s = _uniform(n, sigma[0], sigma[1], generator, x.device)
-    return gaussian_blur(x, torch.where(on, s, torch.zeros_like(s)))
+    return gaussian_blur(x, torch.where(on, s, torch.zeros_like(s)), blur_radius(sigma[1]))
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ jigsaw4         24   cut into 2x2 patches, numbered row-major (0 TL, 1 TR, 2 BL,
                      label k is the k-th permutation of (0, 1, 2, 3) in lexicographic order
                      (``itertools.permutations``); output patch j is input patch perm[j].
                      H and W must be even.
-blur4           4    Gaussian blur, sigma = (0, 1, 2, 3)[k] pixels, replicate padding
+blur4           4    Gaussian blur, sigma = (0, 1, 2, 3)[k] pixels, replicate padding,
+                     taps out to 3 * (largest sigma) pixels
 rotate_angle    7    scale-valued: rotation by (0, 15, ..., 90)[k] degrees counter-clockwise
                      about the centre, bilinear, zeros outside
 blur_sigma      7    scale-valued: Gaussian blur, sigma = (0, 0.5, ..., 3)[k] pixels
@@ -207,11 +208,15 @@ def gaussian_taps(sigmas: Tensor, radius: int) -> Tensor:
     return torch.where(s > 0, taps, delta)
 
 
-def gaussian_blur(x: Tensor, sigmas: Tensor) -> Tensor:
+def blur_radius(max_sigma: float) -> int:
+    """Kernel radius ceil(3 * max_sigma) pixels (at least 1)."""
+    return max(1, math.ceil(3.0 * float(max_sigma)))
+
+
+def gaussian_blur(x: Tensor, sigmas: Tensor, radius: int) -> Tensor:
     """Separable Gaussian blur of ``(n, C, H, W)`` with per-row ``sigmas`` ``(n,)`` in pixels,
-    replicate padding, kernel radius ceil(3 * max sigma)."""
-    smax = float(sigmas.max()) if sigmas.numel() else 0.0
-    radius = max(1, math.ceil(3.0 * smax))
+    taps ``-radius..radius``, replicate padding. ``radius`` is fixed by the caller (not by
+    the batch), so a row's result does not depend on the other rows."""
     taps = gaussian_taps(sigmas, radius).to(x.dtype)  # (n, 2r+1)
     out = x
     for dim in (-1, -2):
@@ -232,7 +237,7 @@ BLUR4_SIGMAS = (0.0, 1.0, 2.0, 3.0)
                          f"k -> Gaussian blur with sigma {BLUR4_SIGMAS}[k] pixels")
 def blur4(x: Tensor, a: Tensor) -> Tensor:
     table = torch.tensor(BLUR4_SIGMAS, device=x.device)
-    return _select(a, 0, x, gaussian_blur(x, table[a]))
+    return _select(a, 0, x, gaussian_blur(x, table[a], blur_radius(max(BLUR4_SIGMAS))))
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,7 +276,7 @@ BLUR_SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
                          strengths=BLUR_SIGMAS)
 def blur_sigma(x: Tensor, a: Tensor) -> Tensor:
     table = torch.tensor(BLUR_SIGMAS, device=x.device)
-    return _select(a, 0, x, gaussian_blur(x, table[a]))
+    return _select(a, 0, x, gaussian_blur(x, table[a], blur_radius(max(BLUR_SIGMAS))))
 
 
 BRIGHTNESS_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5)
