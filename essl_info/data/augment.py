@@ -133,30 +133,26 @@ def random_hflip(x: Tensor, *, p: float = 0.5, generator: torch.Generator) -> Te
 
 
 def rgb_to_hsv(x: Tensor) -> Tensor:
-    """``(n, 3, H, W)`` RGB in [0, 1] -> HSV with hue in [0, 1)."""
+    """``(n, 3, H, W)`` RGB in [0, 1] -> HSV, hue in turns [0, 1) (as ``colorsys``)."""
     r, g, b = x.unbind(1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
     delta = maxc - minc
-    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
-    d = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    return torch.stack([h, s, maxc], dim=1)
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), 0.0)
+    d = torch.where(delta > 0, delta, torch.ones_like(delta))  # gray: every branch gives 0
+    h = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2.0 + (b - r) / d,
+                                                          4.0 + (r - g) / d))
+    return torch.stack([(h / 6.0) % 1.0, s, maxc], dim=1)
 
 
 def hsv_to_rgb(x: Tensor) -> Tensor:
-    """Inverse of `rgb_to_hsv`."""
-    h, s, v = x.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.to(torch.int64) % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    table = torch.stack([torch.stack(c, 1) for c in
-                         ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
-    idx = i.unsqueeze(0).unsqueeze(2).expand(1, -1, 3, -1, -1)  # (1, n, 3, H, W)
-    return table.gather(0, idx).squeeze(0)
+    """Inverse of `rgb_to_hsv`: channel j = v - v s clamp(min(k, 4 - k), 0, 1) with
+    k = (n_j + 6 h) mod 6, n = (5, 3, 1) for (R, G, B)."""
+    h, s, v = x[:, :1], x[:, 1:2], x[:, 2:]
+    offsets = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = (offsets + 6.0 * h) % 6.0
+    t = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return v - v * s * t
 
 
 def _per_row(v: Tensor) -> Tensor:

@@ -225,7 +225,7 @@ def gaussian_blur(x: Tensor, sigmas: Tensor, radius: int) -> Tensor:
         size = out.shape[dim]
         acc = torch.zeros_like(out)
         for j in range(2 * radius + 1):
-            acc = acc + taps[:, j].view(-1, 1, 1, 1) * padded.narrow(dim, j, size)
+            acc.addcmul_(taps[:, j].view(-1, 1, 1, 1), padded.narrow(dim, j, size))
         out = acc
     return out
 
