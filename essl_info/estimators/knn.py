@@ -1,0 +1,278 @@
+"""k-nearest-neighbour estimators of mutual information, conditional MI and entropy (nats).
+
+One construction covers MI and CMI for every mix of variable kinds: Frenzel & Pompe (2007)
+with the max-norm joint space of Kraskov, Stoegbauer & Grassberger (2004), where a discrete
+variable gets the 0/inf metric (0 between equal labels, infinity otherwise; Mesner &
+Shalizi 2020, "Conditional MI estimation for mixed, discrete and continuous data"):
+
+    I(X;Y|Z) = < psi(k_i) - psi(n_xz,i + 1) - psi(n_yz,i + 1) + psi(n_z,i + 1) >_i
+
+eps_i is the distance to the k-th nearest other point in the joint (x, y, z) space (for
+discrete parts: among points with the same labels), and n_s,i counts the other points
+strictly within eps_i in subspace s. Without Z, psi(n_z + 1) = psi(N) and this is KSG
+estimator 1. Special cases:
+
+- ``ksg``: continuous x, y (Kraskov et al. 2004, eq. 8); continuous cond: Frenzel-Pompe;
+  discrete cond: the same formula, which equals KSG averaged over the strata of cond.
+- ``ross``: a discrete label against a continuous vector (Ross 2014): with the 0/inf metric
+  the formula reduces to psi(N) - <psi(N_x)> + psi(k) - <psi(m)>, m the number of points
+  within the k-th same-label neighbour's distance (joint over all dimensions of y).
+  Discrete x and y given a continuous z, I(A;C|Z) (our users' explaining-away term), is
+  the same estimator: eps_i is the distance in z to the k-th point sharing both labels,
+  n_xz / n_yz count points sharing one label within eps_i, n_z all points within eps_i.
+  Its bias: like Frenzel-Pompe, the kNN bias of the three local density ratios is shared
+  and largely cancels, but for a smooth high-dimensional z the same-(a,c) neighbourhood is
+  wide, the label proportions are averaged over it, and the estimate shrinks towards 0
+  (biased low in high dimension; tests/test_knn.py measures it on a task with a closed
+  form). When a label combination has <= k points, those points use k_i = (size - 1) and
+  singletons are dropped (as scikit-learn's ``mutual_info_classif`` does), with a warning.
+- ``ksg2``: Kraskov estimator 2 (eq. 9): psi(k) - 1/k + psi(N) - <psi(n_x) + psi(n_y)>, with
+  closed counts against each marginal's own radius.
+
+Conventions (the same as NPEET / npeet-plus, so values agree to 1e-6 on tie-free data):
+max-norm in every space by default (``norm="euclidean"`` for the marginals; the joint stays
+the max over marginals), strict radius counts, psi(n + 1) with the point itself counted as
+the +1, psi(N) for N samples, no standardisation (the estimators are scale invariant).
+
+Ties (``jitter``): before the search every continuous column gets seeded Gaussian noise of
+standard deviation ``jitter * std(column)`` (1e-10 by default, as Kraskov et al. and
+scikit-learn do; NPEET adds uniform 1e-10), which breaks exact ties without moving any
+other distance; ``jitter=0`` disables it. Same seed, same noise, same value bit for bit.
+
+Standard errors: subsampling without replacement (``essl_info.resampling``), parameters
+``subsamples`` (0 disables), ``groups`` (rows that must stay together).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.special import digamma
+
+from ..resampling import subsample_stderr
+from ..types import Estimate
+from .inputs import DataWarning, Variable, Variables, warn_ties
+from .neighbors import NORMS, Block, joint_strata, neighbor_stats
+from .registry import (HIGH_DIM, add_auto_rule, continuous_pair, register_entropy,
+                       register_mi)
+
+REF_KSG = "Kraskov, Stoegbauer, Grassberger, Phys. Rev. E 69, 066138 (2004), estimator 1"
+REF_KSG2 = "Kraskov, Stoegbauer, Grassberger, Phys. Rev. E 69, 066138 (2004), estimator 2"
+REF_FP = "Frenzel & Pompe, Phys. Rev. Lett. 99, 204101 (2007)"
+REF_ROSS = ("Ross, PLoS ONE 9(2): e87357 (2014); conditional forms: Mesner & Shalizi, "
+            "IEEE Trans. Inf. Theory 67 (2021)")
+REF_KL = "Kozachenko & Leonenko, Probl. Inf. Transm. 23 (1987); Kraskov et al. 2004 eq. 20"
+TIE_THRESHOLD = 0.05  # fraction of duplicated rows above which ties are "heavy"
+
+
+# ============================================================================ inputs
+def jitter(values: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """values + scale * std(column) * N(0, 1) (std 0 -> max(|value|, 1)); (n, d) float64."""
+    if scale == 0:
+        return values
+    if not scale >= 0:
+        raise ValueError(f"jitter must be >= 0, got {scale!r}")
+    s = values.std(axis=0)
+    s = np.where(s > 0, s, np.maximum(np.abs(values).max(axis=0), 1.0))
+    return values + scale * s * rng.standard_normal(values.shape)
+
+
+def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
+            warn: bool = True) -> list[Block]:
+    """[x, y(, cond)] as neighbour-search blocks; continuous ones jittered (seeded)."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6A17]))
+    out = []
+    for var in (v.x, v.y, v.cond):
+        if var is None:
+            continue
+        if var.discrete:
+            out.append(Block(var.codes, True))
+        else:
+            if warn:
+                warn_ties(var, threshold=TIE_THRESHOLD)
+            out.append(Block(jitter(var.values, rng, jitter_scale), False, norm))
+    return out
+
+
+def _drop_singletons(blocks: list[Block], k: int) -> tuple[list[Block], np.ndarray, int]:
+    """Points whose label combination (joint discrete blocks) occurs once have no
+    neighbour to measure: drop them. Returns blocks, per-point k, number dropped."""
+    strata = joint_strata(blocks, range(len(blocks)))
+    sizes = np.bincount(strata)[strata]
+    keep = sizes >= 2
+    if not keep.all():
+        rows = np.flatnonzero(keep)
+        if len(rows) <= 1:
+            raise ValueError("every label combination occurs once: no kNN estimate possible")
+        blocks = [b.take(rows) for b in blocks]
+        sizes = sizes[rows]
+    return blocks, np.minimum(k, sizes - 1), int((~keep).sum())
+
+
+# ====================================================================== estimators
+def fp_value(blocks: list[Block], k: int, *, backend: str = "auto",
+             device: str | None = None) -> tuple[float, dict]:
+    """Frenzel-Pompe / KSG-1 (0/inf metric for discrete blocks) on [x, y(, z)] blocks."""
+    blocks, kvec, dropped = _drop_singletons(blocks, k)
+    n = len(blocks[0].values)
+    cond = len(blocks) == 3
+    subs = [[0, 2], [1, 2], [2]] if cond else [[0], [1]]
+    st = neighbor_stats(blocks, kvec, joint=list(range(len(blocks))), subspaces=subs,
+                        count="strict", backend=backend, device=device)
+    c = st.counts
+    z_term = np.mean(digamma(c[2] + 1)) if cond else digamma(n)
+    value = np.mean(digamma(kvec)) - np.mean(digamma(c[0] + 1)) - np.mean(
+        digamma(c[1] + 1)) + z_term
+    return float(value), {"backend": st.backend, "dropped": dropped,
+                          "k_reduced": int((kvec < k).sum())}
+
+
+def ksg2_value(blocks: list[Block], k: int, *, backend: str = "auto",
+               device: str | None = None) -> tuple[float, dict]:
+    """Kraskov estimator 2 on continuous [x, y] blocks."""
+    n = len(blocks[0].values)
+    st = neighbor_stats(blocks, k, joint=[0, 1], subspaces=[[0], [1]], radius_from=[0, 1],
+                        count="closed", backend=backend, device=device)
+    value = (digamma(k) - 1.0 / k + digamma(n)
+             - np.mean(digamma(st.counts[0]) + digamma(st.counts[1])))
+    return float(value), {"backend": st.backend}
+
+
+def kl_value(block: Block, k: int, *, backend: str = "auto",
+             device: str | None = None) -> tuple[float, dict]:
+    """Kozachenko-Leonenko differential entropy (nats) of one continuous block:
+    H = psi(N) - psi(k) + log V_d + d <log eps_i>, V_d the unit-ball volume of the norm
+    (2^d for the max-norm, pi^(d/2) / Gamma(d/2 + 1) for the Euclidean norm)."""
+    from scipy.special import gammaln
+
+    n, d = block.values.shape
+    st = neighbor_stats([block], k, joint=[0], backend=backend, device=device)
+    if (st.eps == 0).any():
+        raise ValueError(f"x has {int((st.eps == 0).sum())} points with {k} or more exact "
+                         "duplicates: the entropy of a variable with atoms is -inf "
+                         "(use jitter > 0 or declare it discrete)")
+    log_vol = d * np.log(2.0) if block.norm == "max" else (
+        d / 2 * np.log(np.pi) - gammaln(d / 2 + 1))
+    value = digamma(n) - digamma(k) + log_vol + d * np.mean(np.log(st.eps))
+    return float(value), {"backend": st.backend}
+
+
+def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, subsamples: int,
+              groups, params: dict) -> Estimate:
+    """Run ``value_fn`` on all rows and on subsamples (stderr); package an Estimate."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        value, info = value_fn(blocks)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    sub = subsample_stderr(lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n,
+                           groups=groups, subsamples=subsamples, min_rows=2 * k + 2,
+                           seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]))
+    if info.get("dropped"):
+        warnings.warn(f"{info['dropped']} point(s) whose label combination occurs once were "
+                      "left out (no neighbour to measure)", DataWarning, stacklevel=4)
+    diag = {**info, **({"stderr_unavailable": sub.reason} if sub.reason else {})}
+    return Estimate(value, sub.stderr, n=v_n, params={
+        "k": k, "seed": seed, "backend": info["backend"], **params, **sub.params()},
+        diagnostics=diag)
+
+
+def _common(v: Variables, k: int, seed: int, norm: str, jitter_scale: float) -> list[Block]:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k must be an integer, got {k!r}")
+    return _blocks(v, norm=norm, jitter_scale=jitter_scale, seed=seed)
+
+
+# ==================================================================== registrations
+def _ross_supported(v: Variables) -> bool:
+    """a label against a continuous vector (any cond), or two labels given a continuous z"""
+    if v.x.discrete != v.y.discrete:
+        return True
+    return v.x.discrete and v.y.discrete and v.cond is not None and not v.cond.discrete
+
+
+def _no_or_discrete_cond(v: Variables) -> bool:
+    return v.cond is None or v.cond.discrete
+
+
+@register_mi("ksg", supports=continuous_pair, symmetric=True, reference=f"{REF_KSG}; {REF_FP}")
+def _ksg(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
+         backend: str = "auto", device: str | None = None, subsamples: int = 20,
+         groups=None) -> Estimate:
+    """KSG estimator 1 for continuous x, y; Frenzel-Pompe CMI for a cond."""
+    blocks = _common(v, k, seed, norm, jitter)
+    fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
+    return _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
+                     params={"norm": norm, "jitter": jitter})
+
+
+@register_mi("ross", supports=_ross_supported, symmetric=True, reference=REF_ROSS)
+def _ross(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
+          backend: str = "auto", device: str | None = None, subsamples: int = 20,
+          groups=None) -> Estimate:
+    """Ross (2014) kNN MI between labels and a continuous vector; conditional forms."""
+    blocks = _common(v, k, seed, norm, jitter)
+    fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
+    est = _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
+                    params={"norm": norm, "jitter": jitter})
+    if v.cond is None:  # the estimate cannot exceed psi(N) - <psi(N_label)> ~ H(label)
+        lab = v.x if v.x.discrete else v.y
+        counts = np.bincount(lab.codes)
+        counts = counts[counts > 1]
+        ceiling = digamma(counts.sum()) - np.sum(counts * digamma(counts)) / counts.sum()
+        est = est.with_(diagnostics={**est.diagnostics, "ceiling": float(ceiling)})
+    return est
+
+
+@register_mi("ksg2", supports=lambda v: continuous_pair(v) and _no_or_discrete_cond(v),
+             symmetric=True, reference=REF_KSG2)
+def _ksg2(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
+          backend: str = "auto", device: str | None = None, subsamples: int = 20,
+          groups=None) -> Estimate:
+    """KSG estimator 2 for continuous x, y (discrete cond: average over its strata)."""
+    from .knn_mixed import by_strata
+
+    blocks = _common(v, k, seed, norm, jitter)
+    fn = by_strata(lambda b: ksg2_value(b, k, backend=backend, device=device), k)
+    return _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
+                     params={"norm": norm, "jitter": jitter})
+
+
+@register_entropy("kl", discrete=False, reference=REF_KL)
+def _kl(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
+        backend: str = "auto", device: str | None = None, subsamples: int = 20,
+        groups=None) -> Estimate:
+    """Kozachenko-Leonenko differential entropy (nats; may be negative)."""
+    block = _common(Variables(v.x, v.y, None, v.n), k, seed, norm, jitter)[0]
+    fn = lambda b: kl_value(b[0], k, backend=backend, device=device)  # noqa: E731
+    est = _estimate(fn, [block], v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
+                    params={"norm": norm, "jitter": jitter})
+    return est.with_(quantity="H(X)")
+
+
+# ======================================================================= auto rules
+def heavy_ties(v: Variables) -> bool:
+    """a continuous x or y with > TIE_THRESHOLD duplicated rows, cond absent or discrete"""
+    from .inputs import tie_fraction
+
+    if not _no_or_discrete_cond(v):
+        return False
+    return any(not var.discrete and tie_fraction(var.values) > TIE_THRESHOLD
+               for var in (v.x, v.y))
+
+
+def _continuous_dims(v: Variables) -> int:
+    return sum(var.dim for var in (v.x, v.y, v.cond) if var is not None and not var.discrete)
+
+
+add_auto_rule(heavy_ties, "mixed",
+              "continuous variable with many exact ties: Gao et al. 2017 mixed estimator")
+add_auto_rule(continuous_pair, "ksg", "continuous x and y: KSG (Frenzel-Pompe with a cond)")
+add_auto_rule(lambda v: _ross_supported(v) and _continuous_dims(v) <= HIGH_DIM, "ross",
+              f"labels against <= {HIGH_DIM} continuous dims: Ross kNN")
+
+
+from . import knn_mixed  # noqa: E402,F401  (registers "mixed")
