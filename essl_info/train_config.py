@@ -1,0 +1,278 @@
+"""Configuration of the E-SSL trainer: ``TrainConfig``, per-dataset recipes, validation
+and the ``essl-info train`` command-line options (DESIGN §4, §8).
+
+One frozen dataclass holds every choice of a run and is saved into its checkpoints. Fields
+left ``None`` are filled from the dataset's recipe (``RECIPES``) by ``resolve_config``,
+which also validates every value with a message that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .data import parse_transformations
+from .data.augment import AUGMENT_PRESETS
+from .models import BACKBONES
+
+SSL_CHOICES = ("simclr", "ntxent", "simsiam", "none")
+CLASS_INFO = ("normal", "add", "eliminate")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``None`` means "the dataset's recipe" (see ``RECIPES``)."""
+
+    # data
+    dataset: str = "digits"
+    data_dir: str | None = None
+    data_params: tuple[tuple[str, Any], ...] = ()   # dataset knobs, e.g. (("m", 4),)
+    image_size: int | None = None
+    n_train: int | None = None        # use the first n train images (fast paths, tests)
+    n_test: int | None = None
+    # method
+    transforms: tuple[str, ...] = ("rotation4",)
+    ssl: str = "simclr"               # simclr (cross-view InfoNCE) | ntxent | simsiam | none
+    lam: float = 0.4                  # weight of the transformation cross-entropy
+    temperature: float = 0.5
+    view_aug: str = "simclr"          # augmentation preset of the two SSL views
+    base_aug: str = "simclr"          # augmentation preset of the transformation branch
+    trans_size: int | None = None     # crop size of the transformation branch
+    class_info: str = "normal"        # normal | add | eliminate
+    class_weight: float = 1.0
+    order_weight: float = 0.0         # order-preserving loss on scale-valued transforms
+    order_margin: float = 0.1
+    # model
+    backbone: str | None = None
+    width: int | None = None
+    proj_dims: tuple[int, ...] | None = None   # (hidden, out)
+    pred_dim: int | None = None                # SimSiam predictor hidden width
+    head_width: int | None = None
+    # optimisation: SGD + momentum, linear warm-up then cosine decay to 0
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None           # per 256 images; the step size is lr * batch / 256
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    warmup_epochs: float | None = None
+    # monitors
+    knn_k: int = 200
+    knn_t: float = 0.1
+    final_linear_probe: bool = True
+    # run (may change between a run and its resumption)
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                 # auto (bf16 on CUDA) | bf16 | off
+    channels_last: str = "auto"       # auto (on CUDA) | on | off
+    compile: bool = False
+    threads: int | None = None        # CPU threads for this run (None: torch's default)
+    out: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    stop_after: int | None = None     # stop after this many epochs of this invocation
+    log_every: int = 10
+    progress: bool = True
+
+
+RUN_FIELDS = ("device", "amp", "channels_last", "compile", "threads", "out", "resume",
+              "overwrite", "stop_after", "log_every", "progress")
+
+# Per-dataset defaults. digits: small_cnn at 16 px (the 8x8 digits hold no more detail),
+# the transformation branch at half size as E-SSL's 32 -> 16 on CIFAR; sized to train on
+# two CPU cores in a few minutes. cifar: E-SSL's CIFAR-10 recipe (ResNet-18, batch 512,
+# lr 0.06 x batch/256 for E-SimCLR, wd 5e-4, 10 warm-up epochs, 800 epochs).
+RECIPES: dict[str, dict[str, Any]] = {
+    "digits": dict(backbone="small_cnn", image_size=16, trans_size=8, epochs=30,
+                   batch_size=128, lr=0.3, weight_decay=5e-4, warmup_epochs=2),
+    "rotation-world": dict(backbone="small_cnn", image_size=16, trans_size=16, epochs=30,
+                           batch_size=128, lr=0.3, weight_decay=5e-4, warmup_epochs=2),
+    "cifar10": dict(backbone="resnet18_cifar", image_size=32, trans_size=16, epochs=800,
+                    batch_size=512, lr=0.06, weight_decay=5e-4, warmup_epochs=10),
+    "cifar100": dict(backbone="resnet18_cifar", image_size=32, trans_size=16, epochs=800,
+                     batch_size=512, lr=0.06, weight_decay=5e-4, warmup_epochs=10),
+    "folder": dict(backbone="resnet18", image_size=64, trans_size=32, epochs=200,
+                   batch_size=256, lr=0.06, weight_decay=5e-4, warmup_epochs=10),
+}
+FALLBACK_RECIPE = RECIPES["folder"]
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill ``None`` fields from the dataset's recipe and validate every value."""
+    recipe = RECIPES.get(cfg.dataset, FALLBACK_RECIPE)
+    filled = {f.name: recipe[f.name] for f in fields(cfg)
+              if getattr(cfg, f.name) is None and f.name in recipe}
+    cfg = replace(cfg, **filled)
+    if cfg.out is None:
+        cfg = replace(cfg, out=str(Path("runs") / (
+            f"{cfg.dataset}-{cfg.ssl}-{'-'.join(cfg.transforms)}-lam{cfg.lam:g}-seed{cfg.seed}")))
+    if cfg.ssl == "simsiam" and cfg.pred_dim is None:
+        hidden = cfg.proj_dims[-1] if cfg.proj_dims else None
+        cfg = replace(cfg, pred_dim=max(16, (hidden or _head_width(cfg)) // 4))
+    _validate(cfg)
+    return cfg
+
+
+def _head_width(cfg: TrainConfig) -> int:
+    info = BACKBONES[cfg.backbone]
+    width = cfg.width or info.default_width
+    return cfg.head_width or max(64, info.head_width * width // info.default_width)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ValueError(msg)
+
+    need(cfg.ssl in SSL_CHOICES, f"ssl must be one of {SSL_CHOICES}, got {cfg.ssl!r}")
+    need(cfg.class_info in CLASS_INFO, f"class_info must be one of {CLASS_INFO}, got "
+         f"{cfg.class_info!r}")
+    need(cfg.backbone in BACKBONES, f"unknown backbone {cfg.backbone!r}; choose one of "
+         f"{sorted(BACKBONES)}")
+    for name in ("view_aug", "base_aug"):
+        need(getattr(cfg, name) in AUGMENT_PRESETS, f"{name} must be one of "
+             f"{sorted(AUGMENT_PRESETS)}, got {getattr(cfg, name)!r}")
+    need(len(cfg.transforms) > 0, "transforms must name at least one transformation")
+    parse_transformations(list(cfg.transforms))  # unknown / duplicate names -> ValueError
+    need(cfg.lam >= 0 and math.isfinite(cfg.lam), f"lambda must be >= 0, got {cfg.lam}")
+    need(not (cfg.ssl == "none" and cfg.lam == 0),
+         "with ssl 'none' and lambda 0 nothing trains the backbone; use lambda > 0")
+    need(not (cfg.class_info != "normal" and cfg.ssl != "none" and cfg.lam == 0),
+         f"class_info {cfg.class_info!r} acts through the transformation branch: it needs "
+         f"lambda > 0")
+    for name in ("epochs", "batch_size", "image_size", "trans_size", "knn_k", "log_every"):
+        v = getattr(cfg, name)
+        lo = 0 if name == "epochs" else 1
+        need(isinstance(v, int) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
+    for name in ("n_train", "n_test", "stop_after", "width", "pred_dim", "head_width",
+                 "threads"):
+        v = getattr(cfg, name)
+        need(v is None or (isinstance(v, int) and v >= 1), f"{name} must be None or an "
+             f"integer >= 1, got {v!r}")
+    for name in ("lr", "temperature", "knn_t"):
+        need(getattr(cfg, name) > 0, f"{name} must be > 0, got {getattr(cfg, name)}")
+    for name in ("weight_decay", "warmup_epochs", "class_weight", "order_weight",
+                 "order_margin", "momentum"):
+        need(getattr(cfg, name) >= 0, f"{name} must be >= 0, got {getattr(cfg, name)}")
+    need(cfg.proj_dims is None or (len(cfg.proj_dims) == 2 and min(cfg.proj_dims) >= 1),
+         f"proj_dims must be (hidden, out), got {cfg.proj_dims}")
+
+
+# Augmentations that hide a transformation's label from the head (label noise).
+CONFLICTS = {"hflip": ("crop_flip", "simclr", "simclr_blur"),
+              "grayscale": ("simclr", "simclr_blur"), "brightness": ("simclr", "simclr_blur"),
+              "blur4": ("simclr_blur",), "blur_sigma": ("simclr_blur",)}
+
+
+# ============================================================================ CLI options
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``essl-info train``; defaults ``None`` mean "the dataset's recipe"."""
+    d = TrainConfig()
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=True, help="dataset name (digits, rotation-world, "
+                   "cifar10, cifar100, folder)")
+    g.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    g.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset knob, e.g. --data-param m=4 (repeatable)")
+    g.add_argument("--image-size", type=int, default=None, help="side length in pixels")
+    g.add_argument("--n-train", type=int, default=None, help="use the first N train images")
+    g.add_argument("--n-test", type=int, default=None, help="use the first N test images")
+    g = p.add_argument_group("method")
+    g.add_argument("--transforms", default=",".join(d.transforms),
+                   help="comma-separated transformations to predict (default rotation4)")
+    g.add_argument("--ssl", choices=SSL_CHOICES, default=d.ssl,
+                   help="SSL loss: simclr (cross-view InfoNCE), ntxent, simsiam, or none "
+                        "(pure transformation prediction)")
+    g.add_argument("--lambda", dest="lam", type=float, default=d.lam,
+                   help="weight of the transformation cross-entropy (default 0.4)")
+    g.add_argument("--temperature", type=float, default=d.temperature)
+    g.add_argument("--view-aug", default=d.view_aug, choices=sorted(AUGMENT_PRESETS),
+                   help="augmentation of the two SSL views")
+    g.add_argument("--base-aug", default=d.base_aug, choices=sorted(AUGMENT_PRESETS),
+                   help="base augmentation of the transformation branch")
+    g.add_argument("--trans-size", type=int, default=None,
+                   help="crop size of the transformation branch")
+    g.add_argument("--class-info", choices=CLASS_INFO, default=d.class_info,
+                   help="add class information to the features or eliminate it "
+                        "(gradient reversal)")
+    g.add_argument("--class-weight", type=float, default=d.class_weight)
+    g.add_argument("--order-weight", type=float, default=d.order_weight,
+                   help="weight of the order-preserving loss on scale-valued transforms")
+    g.add_argument("--order-margin", type=float, default=d.order_margin)
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", choices=sorted(BACKBONES), default=None)
+    g.add_argument("--width", type=int, default=None, help="backbone base width")
+    g.add_argument("--proj-dims", default=None, metavar="HIDDEN,OUT")
+    g.add_argument("--pred-dim", type=int, default=None, help="SimSiam predictor width")
+    g.add_argument("--head-width", type=int, default=None)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None, help="learning rate per 256 images")
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--warmup-epochs", type=float, default=None)
+    g.add_argument("--knn-k", type=int, default=d.knn_k)
+    g.add_argument("--knn-t", type=float, default=d.knn_t)
+    g.add_argument("--no-linear-probe", action="store_true",
+                   help="skip the offline linear probe after the last epoch")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    g.add_argument("--amp", choices=("auto", "bf16", "off"), default=d.amp,
+                   help="bf16 autocast (auto: on CUDA)")
+    g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last)
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: torch's; 1 is faster on a busy machine)")
+    g.add_argument("--out", default=None, help="output folder (default runs/<name>)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
+    g.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many epochs (resume later with --resume)")
+    g.add_argument("--log-every", type=int, default=d.log_every)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of parsed ``essl-info train`` arguments (not yet resolved)."""
+    params = []
+    for item in args.data_param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--data-param must look like KEY=VALUE, got {item!r}")
+        params.append((key.strip(), _parse_value(value.strip())))
+    proj = None
+    if args.proj_dims:
+        try:
+            proj = tuple(int(v) for v in args.proj_dims.split(","))
+        except ValueError:
+            raise ValueError(f"--proj-dims must be HIDDEN,OUT integers, got "
+                             f"{args.proj_dims!r}") from None
+    transforms = tuple(t.strip() for t in args.transforms.split(",") if t.strip())
+    return TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, data_params=tuple(params),
+        image_size=args.image_size, n_train=args.n_train, n_test=args.n_test,
+        transforms=transforms, ssl=args.ssl, lam=args.lam, temperature=args.temperature,
+        view_aug=args.view_aug, base_aug=args.base_aug, trans_size=args.trans_size,
+        class_info=args.class_info, class_weight=args.class_weight,
+        order_weight=args.order_weight, order_margin=args.order_margin,
+        backbone=args.backbone, width=args.width, proj_dims=proj, pred_dim=args.pred_dim,
+        head_width=args.head_width, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum,
+        warmup_epochs=args.warmup_epochs, knn_k=args.knn_k, knn_t=args.knn_t,
+        final_linear_probe=not args.no_linear_probe, seed=args.seed, device=args.device,
+        amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+        threads=args.threads, out=args.out,
+        resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after,
+        log_every=args.log_every, progress=not args.no_progress)

@@ -1,0 +1,185 @@
+"""The trainer end to end on tiny CPU runs: files and logs, a loss that decreases, resume
+that is bit-identical, divergence, the experiment options, schedules, runtime plans."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from essl_info.checkpoint import load_checkpoint, model_from_checkpoint
+from essl_info.data import parse_transformations
+from essl_info.models import ESSLModel, model_spec
+from essl_info.runtime import plan_runtime, prepare_model, unwrap
+from essl_info.train import (TrainConfig, TrainingDiverged, derive_seed, lr_at,
+                             resolve_config, train, training_step)
+
+TINY = dict(dataset="digits", image_size=8, trans_size=8, n_train=64, n_test=40, width=4,
+            batch_size=32, epochs=2, progress=False, knn_k=20, warmup_epochs=1,
+            final_linear_probe=False)
+
+
+def _cfg(tmp_path, name="run", **kw):
+    return TrainConfig(**{**TINY, "out": str(tmp_path / name), **kw})
+
+
+def _events(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_tiny_run_end_to_end(tmp_path):
+    rng_before = torch.get_rng_state()
+    np_before = np.random.get_state()[1].copy()
+    res = train(_cfg(tmp_path, final_linear_probe=True))
+    assert torch.equal(torch.get_rng_state(), rng_before)      # global RNGs untouched
+    assert np.array_equal(np.random.get_state()[1], np_before)
+    events = _events(res.log)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 2
+    assert events[0]["config"]["lr"] == 0.3                     # the digits recipe, resolved
+    last = [e for e in events if e["event"] == "epoch"][-1]
+    for key in ("train_ssl", "train_ce/rotation4", "test_acc/rotation4", "knn_acc",
+                "probe_acc", "linear_probe_acc", "images_per_s"):
+        assert key in last and math.isfinite(last[key]), key
+    ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt["progress"] == {"epoch": 2, "step": 4, "finished": True}
+    assert len(ckpt["metrics"]["history"]) == 2
+    model = model_from_checkpoint(ckpt)
+    assert model.features(torch.rand(2, 1, 8, 8)).shape == (2, 16)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(_cfg(tmp_path))
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    t = parse_transformations(["rotation4"])
+    spec = model_spec(backbone="small_cnn", width=8, in_channels=1, image_size=8,
+                      n_classes=10, transformations=[("rotation4", 4)], mean=[0.3],
+                      std=[0.3])
+    model = ESSLModel(spec).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    cfg = resolve_config(TrainConfig(**{**TINY, "out": "unused"}))
+    rt = plan_runtime("cpu")
+    x = torch.rand(32, 1, 8, 8)
+    y = torch.arange(32) % 10
+    losses = []
+    for _ in range(25):   # the same augmentations every step: a fixed batch
+        g = torch.Generator().manual_seed(0)
+        losses.append(training_step(model, opt, x, y, t, cfg, rt, g, lr=0.05))
+    first, last = losses[0], losses[-1]
+    assert float(last["loss"]) < 0.8 * float(first["loss"])
+    assert float(last["ssl"]) < float(first["ssl"])
+    assert float(last["ce/rotation4"]) < float(first["ce/rotation4"])
+
+
+def test_resume_continues_bit_identically(tmp_path):
+    straight = train(_cfg(tmp_path, "straight", epochs=3))
+    first = train(_cfg(tmp_path, "split", epochs=3, stop_after=1))
+    assert first.epochs_done == 1 and not load_checkpoint(first.checkpoint)["progress"][
+        "finished"]
+    resumed = train(_cfg(tmp_path, "split", epochs=3, resume=True))
+    a, b = load_checkpoint(straight.resume), load_checkpoint(resumed.resume)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    assert a["progress"] == b["progress"]
+    assert [h["train_loss"] for h in a["metrics"]["history"]] == \
+        [h["train_loss"] for h in b["metrics"]["history"]]
+    assert [e["event"] for e in _events(resumed.log)].count("start") == 2
+    with pytest.raises(ValueError, match="different settings.*lr"):
+        train(_cfg(tmp_path, "split", epochs=3, lr=0.1, resume=True))
+
+
+def test_divergence_stops_with_a_message(tmp_path):
+    with pytest.raises(TrainingDiverged, match="non-finite.*no checkpoint was written"):
+        train(_cfg(tmp_path, lr=1e30, warmup_epochs=0, log_every=1))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert _events(tmp_path / "run" / "log.jsonl")[-1]["event"] == "diverged"
+
+
+@pytest.mark.parametrize("options, terms", [
+    (dict(ssl="none", class_info="eliminate"), {"ce/rotation4", "class", "probe"}),
+    (dict(ssl="simsiam", transforms=("rotation4", "hflip"), base_aug="none"),
+     {"ssl", "ce/rotation4", "ce/hflip"}),
+    (dict(transforms=("brightness",), order_weight=1.0, base_aug="crop_flip"),
+     {"ssl", "ce/brightness", "order/brightness"}),
+    (dict(lam=0.0, ssl="ntxent", class_info="normal"), {"ssl", "ce/rotation4"}),
+])
+def test_experiment_options_train(tmp_path, options, terms):
+    res = train(_cfg(tmp_path, epochs=1, **options))
+    step = [e for e in _events(res.log) if e["event"] == "step"][-1]
+    assert terms <= set(step), set(step)
+    ckpt = load_checkpoint(res.checkpoint)
+    assert [t["name"] for t in ckpt["transformations"]] == list(
+        options.get("transforms", ("rotation4",)))
+    model_from_checkpoint(ckpt)
+
+
+def test_lr_schedule_is_a_pure_function_of_the_step():
+    kw = dict(base_lr=1.0, total_steps=110, warmup_steps=10)
+    assert lr_at(0, **kw) == 0.0
+    assert lr_at(5, **kw) == pytest.approx(0.5)
+    assert lr_at(10, **kw) == pytest.approx(1.0)
+    assert lr_at(60, **kw) == pytest.approx(0.5)      # half-way down the cosine
+    assert lr_at(110, **kw) == pytest.approx(0.0, abs=1e-12)
+    lrs = [lr_at(s, **kw) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(0, 2)
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (dict(ssl="byol"), "ssl must be one of"),
+    (dict(lam=-1.0), "lambda must be >= 0"),
+    (dict(ssl="none", lam=0.0), "nothing trains the backbone"),
+    (dict(transforms=("rotation5",)), "unknown transformation 'rotation5'"),
+    (dict(batch_size=0), "batch_size must be"),
+    (dict(backbone="vgg"), "unknown backbone 'vgg'"),
+    (dict(base_aug="heavy"), "base_aug must be one of"),
+])
+def test_bad_settings_are_named(tmp_path, bad, needle):
+    with pytest.raises(ValueError, match=needle):
+        train(_cfg(tmp_path, **bad))
+
+
+def test_batch_larger_than_the_data(tmp_path):
+    with pytest.raises(ValueError, match="batch_size 128 exceeds the 64 train images"):
+        train(_cfg(tmp_path, batch_size=128))
+
+
+# ===================================================================== runtime (CPU side)
+def test_runtime_plans():
+    rt = plan_runtime("cpu")
+    assert rt.device.type == "cpu" and rt.autocast_dtype is None and not rt.channels_last
+    assert plan_runtime("cpu", channels_last="on").channels_last
+    with pytest.raises(ValueError, match="amp bf16 is for CUDA"):
+        plan_runtime("cpu", amp="bf16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            plan_runtime("cuda")
+    with pytest.raises(ValueError, match="RANK=3, WORLD_SIZE=2"):
+        plan_runtime("cpu", env={"WORLD_SIZE": "2", "RANK": "3"})
+    ddp = plan_runtime("cpu", env={"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0"})
+    assert ddp.distributed and not ddp.is_main
+
+
+def test_compiled_module_saves_plain_keys():
+    spec = model_spec(backbone="small_cnn", width=4, in_channels=1, image_size=8,
+                      n_classes=10, transformations=[("rotation4", 4)], mean=[0.3], std=[0.3])
+    model = ESSLModel(spec)
+    fwd = prepare_model(model, plan_runtime("cpu", compile=True))
+    assert fwd is not model and unwrap(fwd) is model   # compile wraps lazily
+    assert not any(k.startswith("_orig_mod.") for k in unwrap(fwd).state_dict())
+
+
+def test_channels_last_training_matches_contiguous(tmp_path):
+    a = train(_cfg(tmp_path, "contiguous", epochs=1))
+    b = train(_cfg(tmp_path, "cl", epochs=1, channels_last="on"))
+    sa = load_checkpoint(a.checkpoint)["state_dict"]
+    sb = load_checkpoint(b.checkpoint)["state_dict"]
+    for k in sa:
+        assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-3, rtol=1e-3), k
