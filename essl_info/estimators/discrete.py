@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ..resampling import subsample_stderr
 from ..types import Estimate
 from .inputs import Variables
 from .registry import add_auto_rule, all_discrete, register_entropy, register_mi
@@ -85,13 +86,24 @@ def plugin_cmi(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *,
 
 @register_mi("plugin", supports=all_discrete, symmetric=True, uses_k=False,
              reference=_REF_MI)
-def _plugin(v: Variables, *, k: int, seed: int, miller_madow: bool = False) -> Estimate:
-    """Plug-in MI / CMI of discrete variables (exact for the empirical distribution)."""
+def _plugin(v: Variables, *, k: int, seed: int, miller_madow: bool = False,
+            subsamples: int = 20, groups=None) -> Estimate:
+    """Plug-in MI / CMI of discrete variables (exact for the empirical distribution).
+
+    stderr: delta method for independent rows; with ``groups`` (rows that are not
+    independent, e.g. transformed copies of one image) grouped subsampling instead;
+    ``subsamples=0``: none."""
     z = None if v.cond is None else v.cond.codes
     value, se, diag = plugin_cmi(v.x.codes, v.y.codes, z, miller_madow=miller_madow)
+    how = "delta method + chi2 second-order term"
+    if groups is not None or subsamples == 0:
+        sub = subsample_stderr(
+            lambda r: plugin_cmi(v.x.codes[r], v.y.codes[r], None if z is None else z[r],
+                                 miller_madow=miller_madow)[0],
+            v.n, groups=groups, subsamples=subsamples, seed=seed)
+        se, how = sub.stderr, sub.params()["stderr_method"]
     return Estimate(value, se, n=v.n, params={
-        "miller_madow": bool(miller_madow),
-        "stderr_method": "delta method + chi2 second-order term"}, diagnostics=diag)
+        "miller_madow": bool(miller_madow), "stderr_method": how}, diagnostics=diag)
 
 
 @register_entropy("plugin", discrete=True, uses_k=False, reference=_REF_MI)

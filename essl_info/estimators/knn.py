@@ -32,7 +32,10 @@ estimator 1. Special cases:
 Conventions (the same as NPEET / npeet-plus, so values agree to 1e-6 on tie-free data):
 max-norm in every space by default (``norm="euclidean"`` for the marginals; the joint stays
 the max over marginals), strict radius counts, psi(n + 1) with the point itself counted as
-the +1, psi(N) for N samples, no standardisation (the estimators are scale invariant).
+the +1, psi(N) for N samples, no standardisation. (KSG is invariant to a common rescaling
+of all variables, not to per-variable scales: the max-norm joint neighbourhoods change.
+scikit-learn's ``mutual_info_regression`` scales every variable to unit variance first;
+pass standardised data to compare with it.)
 
 Ties (``jitter``): before the search every continuous column gets seeded Gaussian noise of
 standard deviation ``jitter * std(column)`` (1e-10 by default, as Kraskov et al. and

@@ -42,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-KDTREE_MAX_DIM = 4  # joint continuous dims up to which cKDTree beats brute force (measured)
+KDTREE_MAX_DIM = 3  # joint dims where cKDTree beats numba (N=1e4: equal at 4, 6x slower at 8)
 COUNT_MODES = {"strict": 0, "closed": 1, "gao": 2}
 NORMS = ("max", "euclidean")
 

@@ -1,0 +1,165 @@
+"""Neighbour statistics: every backend gives the same radii and counts, equal to a direct
+float64 numpy computation of the definitions; float32 rounding never changes a count."""
+
+import numpy as np
+import pytest
+
+from essl_info.estimators.neighbors import Block, float32_error_bound, neighbor_stats
+
+BACKENDS = ["kdtree", "numba", "torch"]
+
+
+def direct(blocks, k, joint, subspaces, radius_from=None, count="strict"):
+    """The definitions, in float64 numpy, one point at a time."""
+    n = len(blocks[0].values)
+    radius_from = radius_from or [None] * len(subspaces)
+
+    def space_dist(space, i):
+        d = np.zeros(n)
+        ok = np.arange(n) != i
+        for b in space:
+            blk = blocks[b]
+            if blk.discrete:
+                ok &= blk.values == blk.values[i]
+            elif blk.norm == "max":
+                d = np.maximum(d, np.abs(blk.values - blk.values[i]).max(axis=1))
+            else:
+                d = np.maximum(d, np.sqrt(((blk.values - blk.values[i]) ** 2).sum(axis=1)))
+        return d, ok
+
+    kv = np.broadcast_to(k, (n,))
+    eps, nzero = np.empty(n), np.empty(n, int)
+    kmax = np.zeros((len(blocks), n))
+    counts = np.zeros((len(subspaces), n), int)
+    for i in range(n):
+        dj, okj = space_dist(joint, i)
+        idx = np.flatnonzero(okj)
+        order = idx[np.argsort(dj[idx], kind="stable")]
+        eps[i] = dj[order[kv[i] - 1]]
+        nzero[i] = np.sum(dj[idx] == 0)
+        for b, blk in enumerate(blocks):
+            if not blk.discrete:
+                kmax[b, i] = space_dist([b], i)[0][order[: kv[i]]].max()
+        for s, sp in enumerate(subspaces):
+            r = eps[i] if radius_from[s] is None else kmax[radius_from[s], i]
+            d, ok = space_dist(sp, i)
+            strict = count == "strict" or (count == "gao" and r > 0)
+            counts[s, i] = np.sum(ok & ((d < r) if strict else (d <= r)))
+    return eps, counts, kmax, nzero
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 2))
+    y = x[:, :1] + 0.5 * rng.standard_normal((n, 1))
+    z = rng.standard_normal((n, 1))
+    lab = rng.integers(0, 3, n)
+    lab2 = rng.integers(0, 2, n)
+    return x, y, z, lab, lab2
+
+
+def _specs():
+    x, y, z, lab, lab2 = _data()
+    ties_x = np.round(x[:, :1] * 2) / 2  # atoms: many exact ties
+    ties_y = np.round(y * 2) / 2
+    return {
+        "ksg": dict(blocks=[Block(x), Block(y)], joint=[0, 1], subspaces=[[0], [1]]),
+        "fp": dict(blocks=[Block(x), Block(y), Block(z)], joint=[0, 1, 2],
+                   subspaces=[[0, 2], [1, 2], [2]]),
+        "ross": dict(blocks=[Block(lab, True), Block(x)], joint=[0, 1],
+                     subspaces=[[0], [1]]),
+        "labels-given-z": dict(blocks=[Block(lab, True), Block(lab2, True), Block(z)],
+                               joint=[0, 1, 2], subspaces=[[0, 2], [1, 2], [2]]),
+        "ksg2": dict(blocks=[Block(x), Block(y)], joint=[0, 1], subspaces=[[0], [1]],
+                     radius_from=[0, 1], count="closed"),
+        "gao-ties": dict(blocks=[Block(ties_x), Block(ties_y)], joint=[0, 1],
+                         subspaces=[[0], [1]], count="gao"),
+        "euclidean": dict(blocks=[Block(x, norm="euclidean"), Block(y, norm="euclidean")],
+                          joint=[0, 1], subspaces=[[0], [1]]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_specs()))
+def test_backends_equal_the_definitions(name):
+    spec = _specs()[name]
+    eps, counts, kmax, nzero = direct(k=3, **spec)
+    for backend in BACKENDS:
+        if backend == "kdtree" and name == "euclidean":
+            with pytest.raises(ValueError, match="max-norm only"):
+                neighbor_stats(k=3, backend=backend, **spec)
+            continue
+        st = neighbor_stats(k=3, backend=backend, want_kmax=True, **spec)
+        np.testing.assert_array_equal(st.eps, eps, err_msg=backend)
+        np.testing.assert_array_equal(st.counts, counts, err_msg=backend)
+        np.testing.assert_array_equal(st.nzero, nzero, err_msg=backend)
+        if name not in ("gao-ties",):  # identities of tied neighbours may differ
+            np.testing.assert_array_equal(st.kmax, kmax, err_msg=backend)
+
+
+def test_per_point_k_and_strata():
+    x, _, _, lab, _ = _data(200, seed=3)
+    kvec = np.where(lab == 0, 1, 4)
+    spec = dict(blocks=[Block(lab, True), Block(x)], joint=[0, 1], subspaces=[[1]],
+                count="closed")
+    eps, counts, _, _ = direct(k=kvec, **spec)
+    for backend in BACKENDS:
+        st = neighbor_stats(k=kvec, backend=backend, **spec)
+        np.testing.assert_array_equal(st.eps, eps)
+        np.testing.assert_array_equal(st.counts, counts)
+
+
+def test_float32_rounding_is_rechecked():
+    """Clusters 1e4 apart leave float32 a resolution of ~1e-3 while neighbours differ by
+    ~1e-3: float32 distances alone get most counts wrong (checked below); the float64
+    recheck of near-radius candidates must make them exact."""
+    rng = np.random.default_rng(1)
+    n = 400
+    x = rng.choice([-1e4, 0.0, 1e4], size=(n, 3)) + rng.random((n, 3)) * 1e-2
+    y = x[:, :2] * 0.5 + rng.random((n, 2)) * 1e-2
+    spec = dict(blocks=[Block(x), Block(y)], joint=[0, 1], subspaces=[[0], [1]])
+    eps, counts, _, _ = direct(k=3, **spec)
+    x32 = [(a - a.mean(0)).astype(np.float32).astype(np.float64) for a in (x, y)]
+    naive = direct(k=3, blocks=[Block(x32[0]), Block(x32[1])], joint=[0, 1],
+                   subspaces=[[0], [1]])
+    assert (naive[1] != counts).sum() > 50  # the test data does defeat float32
+    st = neighbor_stats(k=3, backend="numba", **spec)
+    np.testing.assert_array_equal(st.eps, eps)
+    np.testing.assert_array_equal(st.counts, counts)
+    centred = x - x.mean(0)
+    c32 = centred.astype(np.float32)
+    err = np.abs(np.abs(c32[:, None] - c32[None]).max(-1)
+                 - np.abs(centred[:, None] - centred[None]).max(-1)).max()
+    assert 0 < err <= float32_error_bound(centred, "max")
+
+
+def test_large_n_numba_matches_kdtree():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3000, 1))
+    y = x + rng.standard_normal((3000, 1))
+    spec = dict(blocks=[Block(x), Block(y)], joint=[0, 1], subspaces=[[0], [1]])
+    a = neighbor_stats(k=5, backend="numba", **spec)
+    b = neighbor_stats(k=5, backend="kdtree", **spec)
+    np.testing.assert_array_equal(a.eps, b.eps)
+    np.testing.assert_array_equal(a.counts, b.counts)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(k=0), "k must be >= 1"),
+    (dict(k=10), "only 9 other points"),
+    (dict(joint=[1]), "at least one continuous"),
+    (dict(joint=[0, 5]), "outside"),
+    (dict(count="open"), "count must be one of"),
+    (dict(backend="gpu"), "backend must be"),
+])
+def test_bad_specs_raise(bad, match):
+    x = np.random.default_rng(0).standard_normal((20, 2))
+    lab = np.repeat([0, 1], 10)
+    spec = dict(blocks=[Block(x), Block(lab, True)], k=3, joint=[0, 1], subspaces=[[0]])
+    spec.update(bad)
+    with pytest.raises(ValueError, match=match):
+        neighbor_stats(**spec)
+
+
+def test_mismatched_block_rows_raise():
+    with pytest.raises(ValueError, match="rows"):
+        neighbor_stats([Block(np.zeros((5, 1))), Block(np.zeros((6, 1)))], 1, joint=[0, 1])
