@@ -40,7 +40,9 @@ pass standardised data to compare with it.)
 Ties (``jitter``): before the search every continuous column gets seeded Gaussian noise of
 standard deviation ``jitter * std(column)`` (1e-10 by default, as Kraskov et al. and
 scikit-learn do; NPEET adds uniform 1e-10), which breaks exact ties without moving any
-other distance; ``jitter=0`` disables it. Same seed, same noise, same value bit for bit.
+other distance; ``jitter=0`` disables it. The noise is drawn from (seed, hash of the
+variable's values), so it does not depend on argument order. Same inputs and seed, same
+value bit for bit.
 
 Standard errors: subsampling without replacement (``essl_info.resampling``), parameters
 ``subsamples`` (0 disables), ``groups`` (rows that must stay together).
@@ -48,6 +50,7 @@ Standard errors: subsampling without replacement (``essl_info.resampling``), par
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -86,7 +89,6 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
     """[x, y(, cond)] as neighbour-search blocks; continuous ones jittered (seeded)."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6A17]))
     out = []
     for var in (v.x, v.y, v.cond):
         if var is None:
@@ -96,8 +98,17 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
         else:
             if warn:
                 warn_ties(var, threshold=TIE_THRESHOLD)
-            out.append(Block(jitter(var.values, rng, jitter_scale), False, norm))
+            out.append(Block(jitter(var.values, _noise_rng(var, seed), jitter_scale), False,
+                             norm))
     return out
+
+
+def _noise_rng(var: Variable, seed: int) -> np.random.Generator:
+    """The jitter of a variable depends on the seed and on its values, not on its role:
+    swapping x and y gives each the same noise, so symmetric estimators stay symmetric
+    even on tied data."""
+    digest = hashlib.blake2b(np.ascontiguousarray(var.values).tobytes(), digest_size=8)
+    return np.random.default_rng([seed, int.from_bytes(digest.digest(), "little")])
 
 
 def _drop_singletons(blocks: list[Block], k: int) -> tuple[list[Block], np.ndarray, int]:

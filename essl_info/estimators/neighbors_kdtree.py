@@ -35,20 +35,21 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax):
         kq = int(kvec[rows].max())
         # the k+1 nearest include the point itself (distance 0 is the smallest), so the
         # (k+1)-th distance is the k-th distance to another point, even with duplicates
-        dist, idx = tree.query(xj[rows], k=kq + 1, p=np.inf, workers=-1)
+        dist, _ = tree.query(xj[rows], k=kq + 1, p=np.inf, workers=-1)
         dist = dist.reshape(len(rows), -1)
-        idx = idx.reshape(len(rows), -1)
         eps[rows] = dist[np.arange(len(rows)), kvec[rows]]
         nzero[rows] = tree.query_ball_point(xj[rows], r=0.0, p=np.inf,
                                             return_length=True, workers=-1) - 1
-        if want_kmax:
+        if want_kmax:  # the k nearest, ties at the k-th distance broken by row index
+            balls = tree.query_ball_point(xj[rows], r=eps[rows], p=np.inf, workers=-1)
             for t, i in enumerate(rows):
-                k = kvec[i]
-                nb_rows = [rows[j] for j in idx[t, : k + 1] if rows[j] != i][:k]
+                cand = rows[np.asarray(balls[t], dtype=np.int64)]
+                cand = cand[cand != i]
+                d = np.abs(xj[cand] - xj[i]).max(axis=1)
+                near = cand[np.lexsort((cand, d))[: kvec[i]]]
                 for b, blk in enumerate(blocks):
                     if not blk.discrete:
-                        d = np.abs(blk.values[nb_rows] - blk.values[i]).max()
-                        kmax[b, i] = d
+                        kmax[b, i] = np.abs(blk.values[near] - blk.values[i]).max()
     counts = np.zeros((len(subspaces), n), np.int64)
     for s, space in enumerate(subspaces):
         r = eps if radius_from[s] is None else kmax[radius_from[s]]

@@ -72,12 +72,11 @@ def torch_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax, *
         dj, okj = space(joint)
         dj_masked = torch.where(okj, dj, torch.full_like(dj, float("inf")))
         nzero[rows] = ((dj == 0) & okj).sum(1)
-        # stable ascending sort of the kq smallest: ties broken by index, like numba
-        vals, idx = torch.topk(dj_masked, kq, dim=1, largest=False, sorted=True)
-        order = torch.argsort(idx, dim=1)  # index order first, then a stable value sort
-        vals, idx = vals.gather(1, order), idx.gather(1, order)
-        order = torch.sort(vals, dim=1, stable=True).indices
-        vals, idx = vals.gather(1, order), idx.gather(1, order)
+        if want_kmax:  # neighbour identities matter: ties broken by index (stable sort)
+            vals, idx = torch.sort(dj_masked, dim=1, stable=True)
+            vals, idx = vals[:, :kq], idx[:, :kq]
+        else:  # only the k-th value matters
+            vals = torch.topk(dj_masked, kq, dim=1, largest=False, sorted=True).values
         kr = kv[rows] - 1
         e = vals.gather(1, kr[:, None])[:, 0]
         eps[rows] = e

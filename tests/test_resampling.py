@@ -1,0 +1,97 @@
+"""Subsampling standard errors (plain and grouped) and permutation tests."""
+
+import numpy as np
+import pytest
+
+from essl_info import permutation_test
+from essl_info.resampling import subsample_stderr
+
+
+def test_stderr_of_a_mean_matches_theory():
+    data = np.random.default_rng(0).standard_normal(5000)
+    sub = subsample_stderr(lambda r: data[r].mean(), len(data), subsamples=100, seed=1)
+    assert sub.n_blocks == 10 and sub.size == 500 and len(sub.values) == 100
+    assert sub.stderr == pytest.approx(data.std() / np.sqrt(len(data)), rel=0.2)
+
+
+def test_groups_stay_together_and_widen_the_stderr():
+    rng = np.random.default_rng(2)
+    n_groups, size = 400, 5
+    groups = np.repeat(np.arange(n_groups), size)
+    data = rng.standard_normal(n_groups)[groups] + 0.3 * rng.standard_normal(len(groups))
+    seen = []
+
+    def stat(rows):
+        seen.append(rows)
+        return data[rows].mean()
+
+    grouped = subsample_stderr(stat, len(data), groups=groups, subsamples=60, seed=0)
+    for rows in seen:
+        g = np.unique(groups[rows])
+        assert len(rows) == size * len(g)  # whole groups only
+    truth = np.sqrt(1.0 / n_groups + 0.09 / len(data))
+    assert grouped.stderr == pytest.approx(truth, rel=0.3)
+    plain = subsample_stderr(lambda r: data[r].mean(), len(data), subsamples=60, seed=0)
+    assert plain.stderr < 0.7 * grouped.stderr
+
+
+def test_disabled_small_and_deterministic():
+    f = np.random.default_rng(0).random(300)
+    assert subsample_stderr(lambda r: f[r].mean(), 300, subsamples=0).stderr is None
+    tiny = subsample_stderr(lambda r: f[r].mean(), 3, min_rows=2)
+    assert tiny.stderr is None and "too few" in tiny.reason
+    a = subsample_stderr(lambda r: f[r].mean(), 300, seed=5)
+    b = subsample_stderr(lambda r: f[r].mean(), 300, seed=5)
+    assert a.stderr == b.stderr and np.array_equal(a.values, b.values)
+
+
+def test_failed_subsamples_are_skipped():
+    f = np.arange(1000.0)
+
+    def stat(rows):
+        if rows[0] == 0:
+            raise ValueError("degenerate")
+        return f[rows].mean()
+
+    sub = subsample_stderr(stat, 1000, subsamples=20, seed=0)
+    assert len(sub.values) == 18 and sub.stderr > 0
+
+
+def test_permutation_test_dependent_and_independent():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(300)
+    y_dep = x + rng.standard_normal(300)
+    y_ind = np.random.default_rng(1).standard_normal(300)  # p ~ U(0, 1) under the null
+    state = np.random.get_state()[1].copy()
+    dep = permutation_test(x, y_dep, n_permutations=30, seed=1)
+    ind = permutation_test(x, y_ind, n_permutations=30, seed=1)
+    assert np.array_equal(np.random.get_state()[1], state)  # global RNG untouched
+    assert dep.p_value == pytest.approx(1 / 31) and dep.null.shape == (30,)
+    assert ind.p_value > 0.05, ind.observed
+    assert dep.observed.method == "ksg" and dep.observed.stderr is not None
+    again = permutation_test(x, y_dep, n_permutations=30, seed=1)
+    assert np.array_equal(again.null, dep.null)
+    assert set(dep.to_dict()) == {"observed", "null", "p_value"}
+
+
+def test_permutation_within_strata_of_a_discrete_cond():
+    """x and y depend on each other only through c: I(x;y) > 0 but I(x;y|c) = 0."""
+    rng = np.random.default_rng(3)
+    c = rng.integers(0, 3, 600)
+    x = c + 0.5 * rng.standard_normal(600)
+    y = c + 0.5 * rng.standard_normal(600)
+    assert permutation_test(x, y, n_permutations=20, seed=0).p_value == pytest.approx(1 / 21)
+    cond = permutation_test(x, y, c, cond_discrete=True, n_permutations=20, seed=0)
+    assert cond.p_value > 0.05
+
+
+def test_permutation_test_discrete_and_bad_arguments():
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 3, 400)
+    b = (a + (rng.random(400) < 0.3)) % 3
+    res = permutation_test(a, b, x_discrete=True, y_discrete=True, n_permutations=20)
+    assert res.observed.method == "plugin" and res.p_value == pytest.approx(1 / 21)
+    with pytest.raises(ValueError, match="cond is continuous"):
+        permutation_test(a, b, rng.standard_normal(400), x_discrete=True, y_discrete=True)
+    with pytest.raises(ValueError, match="n_permutations must be a positive integer"):
+        permutation_test(a, b, n_permutations=0)
