@@ -1,7 +1,7 @@
 """Compiled brute-force neighbour statistics (numba), exact in float64.
 
-One pass per block of ``_QB`` query rows (``prange`` over blocks, so results do not depend
-on the number of threads):
+One pass per block of ``_QB`` query rows (blocks shared out to threads, so results do not
+depend on the number of threads):
 
 1. distances from the query rows to all n points, per continuous block of columns, in
    float32, with the data transposed to (D, n) so the innermost loop runs over contiguous
@@ -23,9 +23,11 @@ all-float64 computation. DESIGN §9 has the measurements behind this design.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _QB = 16  # query rows per parallel task (their float32 rows stay in L2)
 _JC = 512  # candidate tile: _QB x _JC float32 accumulators fit in L1
@@ -253,42 +255,16 @@ def _stable_order(v, m, buf):
     return buf[:m]
 
 
-@njit(parallel=True, cache=True)
-def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c, sub_d,
-                radius_src, kvec, count_mode, want_kmax):
-    """Neighbour statistics of every point; see ``neighbors.neighbor_stats`` for the meaning.
-
-    xt32 (D, n) float32 centred data, transposed; x64 (n, D) float64 (exact recheck);
-    starts (nb+1,) column offsets of the continuous blocks; euclid, delta (nb,);
-    codes (nd, n) int64 discrete blocks; joint_c (nb,), joint_d (nd,) joint membership;
-    sub_c (ns, nb), sub_d (ns, nd) subspaces; radius_src (ns,) -1: joint radius, b >= 0:
-    kmax of block b; kvec (n,) neighbours per point; count_mode one of COUNT_*.
-
-    Returns eps (n,) float64 joint radius; counts (ns, n) int64 (self excluded);
-    kmax (nb, n) float64 max block distance over the k nearest (zeros unless want_kmax);
-    nzero (n,) int64 exact joint ties at distance 0 (self excluded).
-    """
+@njit(cache=True, nogil=True)
+def _stats_blocks(qb0, qb1, xt32, x64, starts, euclid, dj, ds, codes, joint_c, joint_d,
+                  sub_c, sub_d, radius_src, kvec, kbuf, count_mode, want_kmax,
+                  eps, counts, kmax, nzero):
+    """Fill the outputs for query blocks qb0..qb1-1 (rows qb * _QB ...); releases the GIL
+    so that :func:`brute_stats` can run disjoint ranges in parallel threads."""
     n = x64.shape[0]
     nb = len(starts) - 1
     ns = sub_c.shape[0]
-    kbuf = 1
-    for i in range(n):
-        kbuf = max(kbuf, kvec[i])
-    dj = 0.0
-    for b in range(nb):
-        if joint_c[b]:
-            dj = max(dj, delta[b])
-    ds = np.zeros(ns)
-    for s in range(ns):
-        for b in range(nb):
-            if sub_c[s, b]:
-                ds[s] = max(ds[s], delta[b])
-    eps = np.empty(n)
-    counts = np.zeros((ns, n), np.int64)
-    kmax = np.zeros((nb, n))
-    nzero = np.zeros(n, np.int64)
-    nqb = (n + _QB - 1) // _QB
-    for qb in prange(nqb):
+    for qb in range(qb0, qb1):
         i0 = qb * _QB
         nq = min(_QB, n - i0)
         dist = np.zeros((nb, _QB, n), np.float32)
@@ -333,4 +309,55 @@ def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c
                 row = _space_row(dist, q, sub_c[s], srow)
                 counts[s, i] = _count_space(row, r, r - ds[s], r + ds[s], strict, i, x64,
                                             starts, euclid, sub_c[s], codes, sub_d[s])
+
+
+def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c, sub_d,
+                radius_src, kvec, count_mode, want_kmax, threads=None):
+    """Neighbour statistics of every point; see ``neighbors.neighbor_stats`` for the meaning.
+
+    xt32 (D, n) float32 centred data, transposed; x64 (n, D) float64 (exact recheck);
+    starts (nb+1,) column offsets of the continuous blocks; euclid, delta (nb,);
+    codes (nd, n) int64 discrete blocks; joint_c (nb,), joint_d (nd,) joint membership;
+    sub_c (ns, nb), sub_d (ns, nd) subspaces; radius_src (ns,) -1: joint radius, b >= 0:
+    kmax of block b; kvec (n,) neighbours per point; count_mode one of COUNT_*.
+
+    Returns eps (n,) float64 joint radius; counts (ns, n) int64 (self excluded);
+    kmax (nb, n) float64 max block distance over the k nearest (zeros unless want_kmax);
+    nzero (n,) int64 exact joint ties at distance 0 (self excluded).
+
+    Parallelism: contiguous ranges of query blocks in ``threads`` Python threads (default
+    ``numba.config.NUMBA_NUM_THREADS``), each running the GIL-free compiled kernel. (numba's
+    own ``prange`` under the OpenMP layer spin-waits between calls, which cost ~35 ms of
+    CPU per call on a shared 2-core machine and dominated the many small calls of
+    subsampling.) Results do not depend on the number of threads.
+    """
+    n = x64.shape[0]
+    nb, ns = len(starts) - 1, sub_c.shape[0]
+    dj = max([delta[b] for b in range(nb) if joint_c[b]], default=0.0)
+    ds = np.array([max([delta[b] for b in range(nb) if sub_c[s, b]], default=0.0)
+                   for s in range(ns)])
+    kbuf = max(int(kvec.max()), 1)
+    eps = np.empty(n)
+    counts = np.zeros((ns, n), np.int64)
+    kmax = np.zeros((nb, n))
+    nzero = np.zeros(n, np.int64)
+    args = (xt32, x64, starts, euclid, dj, ds, codes, joint_c, joint_d, sub_c, sub_d,
+            radius_src, kvec, kbuf, count_mode, want_kmax, eps, counts, kmax, nzero)
+    nqb = (n + _QB - 1) // _QB
+    threads = min(threads or numba.config.NUMBA_NUM_THREADS, nqb)
+    if threads <= 1 or n * xt32.shape[0] < 20_000:  # too small to be worth a thread
+        _stats_blocks(0, nqb, *args)
+    else:
+        bounds = np.linspace(0, nqb, threads + 1).astype(np.int64)
+        list(_executor(threads).map(lambda t: _stats_blocks(bounds[t], bounds[t + 1], *args),
+                                    range(threads)))
     return eps, counts, kmax, nzero
+
+
+_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    if threads not in _EXECUTORS:
+        _EXECUTORS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="essl-knn")
+    return _EXECUTORS[threads]
