@@ -177,11 +177,7 @@ def kl_value(block: Block, k: int, *, backend: str = "auto",
 def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, subsamples: int,
               groups, params: dict) -> Estimate:
     """Run ``value_fn`` on all rows and on subsamples (stderr); package an Estimate."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        value, info = value_fn(blocks)
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    value, info = value_fn(blocks)
     sub = subsample_stderr(lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n,
                            groups=groups, subsamples=subsamples, min_rows=2 * k + 2,
                            seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]))
@@ -192,12 +188,6 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
     return Estimate(value, sub.stderr, n=v_n, params={
         "k": k, "seed": seed, "backend": info["backend"], **params, **sub.params()},
         diagnostics=diag)
-
-
-def _common(v: Variables, k: int, seed: int, norm: str, jitter_scale: float) -> list[Block]:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k must be an integer, got {k!r}")
-    return _blocks(v, norm=norm, jitter_scale=jitter_scale, seed=seed)
 
 
 # ==================================================================== registrations
@@ -217,7 +207,7 @@ def _ksg(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 
          backend: str = "auto", device: str | None = None, subsamples: int = 20,
          groups=None) -> Estimate:
     """KSG estimator 1 for continuous x, y; Frenzel-Pompe CMI for a cond."""
-    blocks = _common(v, k, seed, norm, jitter)
+    blocks = _blocks(v, norm=norm, jitter_scale=jitter, seed=seed)
     fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
     return _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
                      params={"norm": norm, "jitter": jitter})
@@ -228,7 +218,7 @@ def _ross(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float =
           backend: str = "auto", device: str | None = None, subsamples: int = 20,
           groups=None) -> Estimate:
     """Ross (2014) kNN MI between labels and a continuous vector; conditional forms."""
-    blocks = _common(v, k, seed, norm, jitter)
+    blocks = _blocks(v, norm=norm, jitter_scale=jitter, seed=seed)
     fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
     est = _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
                     params={"norm": norm, "jitter": jitter})
@@ -249,7 +239,7 @@ def _ksg2(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float =
     """KSG estimator 2 for continuous x, y (discrete cond: average over its strata)."""
     from .knn_mixed import by_strata
 
-    blocks = _common(v, k, seed, norm, jitter)
+    blocks = _blocks(v, norm=norm, jitter_scale=jitter, seed=seed)
     fn = by_strata(lambda b: ksg2_value(b, k, backend=backend, device=device), k)
     return _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
                      params={"norm": norm, "jitter": jitter})
@@ -260,7 +250,8 @@ def _kl(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1
         backend: str = "auto", device: str | None = None, subsamples: int = 20,
         groups=None) -> Estimate:
     """Kozachenko-Leonenko differential entropy (nats; may be negative)."""
-    block = _common(Variables(v.x, v.y, None, v.n), k, seed, norm, jitter)[0]
+    block = _blocks(Variables(v.x, v.y, None, v.n), norm=norm, jitter_scale=jitter,
+                    seed=seed)[0]
     fn = lambda b: kl_value(b[0], k, backend=backend, device=device)  # noqa: E731
     est = _estimate(fn, [block], v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
                     params={"norm": norm, "jitter": jitter})

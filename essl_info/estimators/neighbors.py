@@ -169,18 +169,34 @@ def neighbor_stats(
             raise ValueError(f"radius_from={r}: must be a continuous block of the joint")
     if backend == "auto":
         backend = choose_backend(blocks, joint, n)
+    if backend not in ("kdtree", "numba", "torch"):
+        raise ValueError(f"backend must be 'auto', 'kdtree', 'numba' or 'torch', "
+                         f"got {backend!r}")
+    # a subspace of discrete blocks only needs no search: every point with the same codes
+    # is at distance 0, inside any radius > 0 (and any closed radius)
+    searched = [s for s, sp in enumerate(subspaces) if any(not blocks[b].discrete for b in sp)]
+    args = (blocks, kvec, joint, [subspaces[s] for s in searched],
+            [radius_from[s] for s in searched], count, want_kmax)
     if backend == "kdtree":
         from .neighbors_kdtree import kdtree_stats
 
-        return kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax)
-    if backend == "numba":
-        return _numba_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax)
-    if backend == "torch":
+        st = kdtree_stats(*args)
+    elif backend == "numba":
+        st = _numba_stats(*args)
+    else:
         from .neighbors_torch import torch_stats
 
-        return torch_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
-                           device=device)
-    raise ValueError(f"backend must be 'auto', 'kdtree', 'numba' or 'torch', got {backend!r}")
+        st = torch_stats(*args, device=device)
+    if len(searched) == len(subspaces):
+        return st
+    counts = np.zeros((len(subspaces), n), np.int64)
+    counts[searched] = st.counts
+    for s, sp in enumerate(subspaces):
+        if s not in searched:
+            strata = joint_strata(blocks, sp)
+            inside = np.bincount(strata)[strata] - 1
+            counts[s] = inside if count != "strict" else np.where(st.eps > 0, inside, 0)
+    return NeighborStats(st.eps, counts, st.kmax, st.nzero, st.backend)
 
 
 def choose_backend(blocks: Sequence[Block], joint: Sequence[int], n: int) -> str:

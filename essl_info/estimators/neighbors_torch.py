@@ -3,7 +3,8 @@ or CUDA, memory bounded.
 
 Distances are built one coordinate at a time with the same float64 operations, in the same
 order, as ``neighbors_numba.exact_block_distance`` (max of |a - b|; or a running sum of
-squares, one rounding per operation, then a correctly rounded sqrt), so they are bit-identical to the canonical
+squares, one rounding per operation, then a correctly rounded sqrt), so they are
+bit-identical to the canonical
 distances and no recheck is needed. Query rows are processed in chunks sized so that the
 (chunk, n) working tensors stay under ``memory_mb``.
 """

@@ -1,0 +1,183 @@
+"""Speed of the kNN estimators against npeet-plus and scikit-learn, measured in one run.
+
+    pytest benchmarks/bench_knn_speed.py [--update-readme]   # pytest-benchmark
+    python benchmarks/bench_knn_speed.py                      # same cases, plain timer
+
+Tables (printed at the end; see benchmarks/README.md "## kNN speed"):
+- ``knn_speed``: KSG, x and y each d-dimensional (joint 2d), ours with its subsampled stderr
+  (the default call) and without (``subsamples=0``) against ``npeet_plus.mi`` (no stderr);
+  speed-up = npeet time / our time; |diff| = |ours - npeet| on the same tie-free data.
+- ``knn_speed_labels``: a label against continuous features: ours (Ross, joint over all
+  dims) against ``npeet_plus.micd`` (joint, entropy differences) and scikit-learn's
+  ``mutual_info_classif`` (one feature at a time; we report the sum over features).
+Timings: the minimum over ``ROUNDS`` runs for ours, one run for the others (seconds).
+``ESSL_BENCH_QUICK=1`` runs only the smallest cases (a smoke test of the harness).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from essl_info import estimate_mi  # noqa: E402
+from essl_info.estimators.reference import seeded_global_numpy_rng  # noqa: E402
+from essl_info.tasks import class_mixture, gaussian  # noqa: E402
+
+ROUNDS = 3
+QUICK = os.environ.get("ESSL_BENCH_QUICK") == "1"  # smoke run of the harness: small N only
+KSG_CASES = [(n, d) for n in ((1_000,) if QUICK else (1_000, 10_000, 30_000))
+             for d in (2, 16, 128)]
+NPEET_SKIP = {(30_000, 128): "skipped: ~10 min (npeet scales as N^2 here: 68 s at N=1e4)"}
+LABEL_CASES = [(1_000, 1, 4)] if QUICK else [(10_000, 1, 4), (10_000, 128, 10)]
+
+
+def _ksg_data(n, d):
+    return gaussian(d, 0.3).sample(n, 0)
+
+
+def _label_data(n, d, classes):
+    c, z = class_mixture(n_classes=classes, d=d, separation=1.98).sample(n, 0)
+    return c, z
+
+
+def seconds(benchmark) -> float:
+    stats = getattr(benchmark, "stats", None)
+    return float(stats.stats.min) if stats is not None else float("nan")
+
+
+def _run(benchmark, fn, rounds):
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+def _warm_up() -> None:
+    """Load the compiled kernels before timing anything."""
+    x, y = _ksg_data(300, 16)
+    estimate_mi(x, y)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_up():
+    _warm_up()
+
+
+# =============================================================================== KSG
+@pytest.mark.parametrize("n, d", KSG_CASES)
+def test_ksg_ours(benchmark, tables, n, d):
+    x, y = _ksg_data(n, d)
+    est = _run(benchmark, lambda: estimate_mi(x, y, method="ksg"), ROUNDS)
+    tables.add("knn_speed", (n, d), N=n, **{"d (x+y)": f"{d}+{d}",
+               "ours [s]": seconds(benchmark), "ours value": est.value,
+               "ours stderr": est.stderr, "backend": est.params["backend"]})
+
+
+@pytest.mark.parametrize("n, d", KSG_CASES)
+def test_ksg_ours_no_stderr(benchmark, tables, n, d):
+    x, y = _ksg_data(n, d)
+    _run(benchmark, lambda: estimate_mi(x, y, method="ksg", subsamples=0), ROUNDS)
+    tables.add("knn_speed", (n, d), **{"ours, no stderr [s]": seconds(benchmark)})
+
+
+@pytest.mark.parametrize("n, d", KSG_CASES)
+def test_ksg_npeet(benchmark, tables, n, d):
+    npeet_plus = pytest.importorskip("npeet_plus")
+    if (n, d) in NPEET_SKIP:
+        tables.add("knn_speed", (n, d), **{"npeet-plus [s]": NPEET_SKIP[(n, d)]})
+        pytest.skip(NPEET_SKIP[(n, d)])
+    x, y = _ksg_data(n, d)
+
+    def run():
+        with seeded_global_numpy_rng(0):
+            return npeet_plus.mi(x, y, k=3, base=np.e)
+
+    value = _run(benchmark, run, 1)
+    row = tables.rows["knn_speed"].setdefault((n, d), {})
+    t = seconds(benchmark)
+    cols = {"npeet-plus [s]": t}
+    if "ours [s]" in row:
+        cols["speed-up"] = t / row["ours [s]"]
+    if "ours, no stderr [s]" in row:
+        cols["speed-up, no stderr"] = t / row["ours, no stderr [s]"]
+    if "ours value" in row:
+        cols["abs(ours - npeet)"] = abs(row["ours value"] - value)
+    tables.add("knn_speed", (n, d), **cols)
+
+
+# ============================================================ labels vs continuous
+@pytest.mark.parametrize("n, d, classes", LABEL_CASES)
+def test_labels_ours(benchmark, tables, n, d, classes):
+    c, z = _label_data(n, d, classes)
+    est = _run(benchmark, lambda: estimate_mi(c, z, x_discrete=True, method="ross"), ROUNDS)
+    truth = class_mixture(n_classes=classes, d=d, separation=1.98).truth
+    tables.add("knn_speed_labels", (n, d, classes), N=n, d=d, classes=classes,
+               truth=truth, **{"H(label)": float(np.log(classes)),
+                               "ours (ross) [s]": seconds(benchmark),
+                               "ours value": est.value, "ours stderr": est.stderr})
+
+
+@pytest.mark.parametrize("n, d, classes", LABEL_CASES)
+def test_labels_npeet(benchmark, tables, n, d, classes):
+    npeet_plus = pytest.importorskip("npeet_plus")
+    c, z = _label_data(n, d, classes)
+
+    def run():
+        with seeded_global_numpy_rng(0):
+            return npeet_plus.micd(z, c[:, None], k=3, base=np.e, warning=False)
+
+    value = _run(benchmark, run, 1)
+    tables.add("knn_speed_labels", (n, d, classes), **{
+        "npeet micd [s]": seconds(benchmark), "npeet value": float(value)})
+
+
+@pytest.mark.parametrize("n, d, classes", LABEL_CASES)
+def test_labels_sklearn(benchmark, tables, n, d, classes):
+    from sklearn.feature_selection import mutual_info_classif
+
+    c, z = _label_data(n, d, classes)
+    value = _run(benchmark, lambda: mutual_info_classif(z, c, n_neighbors=3,
+                                                         random_state=0).sum(), 1)
+    tables.add("knn_speed_labels", (n, d, classes), **{
+        "sklearn classif [s]": seconds(benchmark), "sklearn sum over features": value})
+
+
+# ===================================================================== script mode
+class _Timer:
+    """Stands in for pytest-benchmark's fixture when run as a script."""
+
+    def pedantic(self, fn, rounds, iterations=1, warmup_rounds=0):
+        best, out = float("inf"), None
+        for _ in range(rounds):
+            t = time.perf_counter()
+            out = fn()
+            best = min(best, time.perf_counter() - t)
+        self.stats = type("S", (), {"stats": type("T", (), {"min": best})()})()
+        return out
+
+
+def main() -> None:
+    from conftest import Tables, machine
+
+    tables = Tables()
+    _warm_up()
+    for n, d in KSG_CASES:
+        for fn in (test_ksg_ours, test_ksg_ours_no_stderr, test_ksg_npeet):
+            try:
+                fn(_Timer(), tables, n, d)
+            except pytest.skip.Exception:
+                pass
+    for case in LABEL_CASES:
+        for fn in (test_labels_ours, test_labels_npeet, test_labels_sklearn):
+            fn(_Timer(), tables, *case)
+    print(f"Command: `python benchmarks/bench_knn_speed.py`; {machine()}.\n")
+    for name in tables.rows:
+        print(f"### {name}\n\n{tables.markdown(name)}\n")
+
+
+if __name__ == "__main__":
+    main()
