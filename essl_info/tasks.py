@@ -267,3 +267,153 @@ def class_mixture(n_classes: int = 10, d: int = 128, separation: float = 1.98,
 
 
 # ======================================================== tasks appended by other parts
+# --------------------------------------------- variational estimators (issue 3): E-SSL-like
+def rotation_like(n_labels: int = 4, d: int = 32, separation: float = 2.0,
+                  content: float = 1.0, noise: float = 0.5, independent: bool = False,
+                  means_seed: int = 0, n_mc: int = 400_000) -> Task:
+    """Features of transformed images, as an E-SSL backbone would give them.
+
+    Rows come in blocks of ``n_labels``: block i holds the n_labels transformed copies of one
+    "image" (A = 0..n_labels-1 in a random order within the block, so A is uniform), with
+    Z = u_i + mu_A + noise e, u_i ~ N(0, content^2 I_d) the image's content (shared by its
+    copies), e ~ N(0, noise^2 I_d), and mu_a equidistant means ``separation`` apart. Pass
+    ``groups = np.arange(n) // n_labels`` to keep the copies of an image together.
+
+    Per row, Z | A ~ N(mu_A, (content^2 + noise^2) I), so I(A;Z) is the class-mixture value
+    at sigma = sqrt(content^2 + noise^2) (Monte-Carlo truth). ``independent=True`` sets
+    mu = 0: then I(A;Z) = 0 exactly, while rows of one image stay correlated.
+    x = A (integer labels), y = Z (n, d).
+    """
+    n_labels = _check_positive_int("n_labels", n_labels, minimum=2)
+    d = _check_positive_int("d", d)
+    if not separation > 0 or not content >= 0 or not noise > 0:
+        raise ValueError(f"need separation > 0, content >= 0, noise > 0; got {separation!r}, "
+                         f"{content!r}, {noise!r}")
+    sigma = math.sqrt(content**2 + noise**2)
+    if independent:
+        mu, truth, truth_se = np.zeros((n_labels, d)), 0.0, 0.0
+    else:
+        mu = _class_means(n_labels, d, float(separation), int(means_seed))
+        truth, truth_se = _class_mixture_truth(n_labels, d, float(separation), sigma,
+                                               int(means_seed), int(n_mc), 12345)
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        n_img = -(-n // n_labels)
+        a = rng.permuted(np.tile(np.arange(n_labels), (n_img, 1)), axis=1).reshape(-1)[:n]
+        u = content * rng.standard_normal((n_img, d))
+        z = np.repeat(u, n_labels, axis=0)[:n] + mu[a] + noise * rng.standard_normal((n, d))
+        return a, z
+
+    name = f"rotation-like-k{n_labels}-d{d}" + ("-independent" if independent else "")
+    return Task(name, truth, sample, x_discrete=True, truth_stderr=truth_se,
+                params={"n_labels": n_labels, "d": d, "separation": separation,
+                        "content": content, "noise": noise, "independent": independent,
+                        "means_seed": means_seed, "group_size": n_labels,
+                        "entropy_label": math.log(n_labels)})
+
+
+@dataclass(frozen=True)
+class CondTask:
+    """A joint distribution of (x, y, cond) with known I(X;Y|cond) (see :class:`Task`).
+
+    sample : (n, seed) -> (x, y, cond); ``known`` holds other exact/MC values by name."""
+
+    name: str
+    truth: float
+    sample: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    x_discrete: bool = False
+    y_discrete: bool = False
+    cond_discrete: bool = False
+    truth_stderr: float = 0.0
+    known: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+    def estimate_kwargs(self) -> dict:
+        return {"x_discrete": self.x_discrete, "y_discrete": self.y_discrete,
+                "cond_discrete": self.cond_discrete}
+
+
+@functools.lru_cache(maxsize=32)
+def _collider_truth(kind: str, n_a: int, n_c: int, d: int, separation: float, sigma: float,
+                    means_seed: int, n_mc: int, mc_seed: int) -> tuple[float, float]:
+    """Monte-Carlo I(A;C|Z) = E[log p(a|z,c) - log p(a|z)] with exact posteriors over the
+    n_a * n_c Gaussian components, and its standard error."""
+    mu = _collider_means(kind, n_a, n_c, d, separation, means_seed).reshape(n_a * n_c, d)
+    rng = np.random.default_rng(mc_seed)
+    vals = []
+    for start in range(0, n_mc, 50_000):
+        m = min(50_000, n_mc - start)
+        a, c = rng.integers(0, n_a, m), rng.integers(0, n_c, m)
+        z = mu[a * n_c + c] + sigma * rng.standard_normal((m, d))
+        sq = (z * z).sum(1, keepdims=True) - 2 * z @ mu.T + (mu * mu).sum(1)
+        ll = (-sq / (2 * sigma**2)).reshape(m, n_a, n_c)  # log p(z | a', c') + const
+        rows = np.arange(m)
+        log_p_a_zc = ll[rows, :, c][rows, a] - logsumexp(ll[rows, :, c], axis=1)
+        lse_c = logsumexp(ll, axis=2)  # (m, n_a)
+        log_p_a_z = lse_c[rows, a] - logsumexp(lse_c, axis=1)
+        vals.append(log_p_a_zc - log_p_a_z)
+    v = np.concatenate(vals)
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def _collider_means(kind: str, n_a: int, n_c: int, d: int, separation: float,
+                    seed: int) -> np.ndarray:
+    """(n_a, n_c, d) component means of :func:`collider`."""
+    if kind == "sum":
+        m = _class_means(n_a, d, separation, seed)
+        return np.stack([[m[(a + c) % n_a] for c in range(n_c)] for a in range(n_a)])
+    if kind == "separate":
+        half = d // 2
+        ma = _class_means(n_a, half, separation, seed)
+        mc = _class_means(n_c, d - half, separation, seed + 1)
+        return np.concatenate([np.repeat(ma[:, None], n_c, 1), np.repeat(mc[None], n_a, 0)],
+                              axis=2)
+    if kind == "random":
+        g = np.random.default_rng(seed).standard_normal((n_a, n_c, d))
+        return separation / math.sqrt(2.0 * d) * g
+    raise ValueError(f"kind must be 'sum', 'separate' or 'random', got {kind!r}")
+
+
+def collider(kind: str = "sum", n_a: int = 4, n_c: int = 4, d: int = 16,
+             separation: float = 2.5, sigma: float = 1.0, means_seed: int = 0,
+             n_mc: int = 400_000) -> CondTask:
+    """A synthetic collider: A and C independent and uniform, Z = mu_{A,C} + sigma e.
+
+    x = A, y = C (integer labels), cond = Z (n, d); truth = I(A;C|Z) (explaining away).
+    - ``"sum"`` (n_a = n_c = K): mu_{a,c} = m_{(a+c) mod K}. Z alone says nothing about A
+      (I(A;Z) = 0), with C it reveals A: I(A;C|Z) = I(S;Z), S = (A+C) mod K, a K-class
+      mixture value (Monte-Carlo truth).
+    - ``"separate"``: Z = [m_A, m'_C] + noise in two halves: Z carries A and C separately,
+      (A, Z_1) and (C, Z_2) are independent, so I(A;C|Z) = 0 exactly.
+    - ``"random"``: a seeded random mean per (a, c) pair (Monte-Carlo truth).
+    ``known`` has "I(A;C)" = 0 and, for "sum", "I(A;Z)" = "I(C;Z)" = 0.
+    """
+    n_a = _check_positive_int("n_a", n_a, minimum=2)
+    n_c = _check_positive_int("n_c", n_c, minimum=2)
+    d = _check_positive_int("d", d, minimum=2)
+    if kind == "sum" and n_a != n_c:
+        raise ValueError(f"kind='sum' needs n_a == n_c, got {n_a} and {n_c}")
+    if not separation > 0 or not sigma > 0:
+        raise ValueError(f"separation and sigma must be > 0, got {separation!r}, {sigma!r}")
+    mu = _collider_means(kind, n_a, n_c, d, float(separation), int(means_seed))
+    if kind == "separate":
+        truth, truth_se = 0.0, 0.0
+    else:
+        truth, truth_se = _collider_truth(kind, n_a, n_c, d, float(separation), float(sigma),
+                                          int(means_seed), int(n_mc), 12345)
+    known = {"I(A;C)": 0.0}
+    if kind == "sum":
+        known.update({"I(A;Z)": 0.0, "I(C;Z)": 0.0})
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        a, c = rng.integers(0, n_a, n), rng.integers(0, n_c, n)
+        z = mu[a, c] + sigma * rng.standard_normal((n, d))
+        return a, c, z
+
+    return CondTask(f"collider-{kind}-a{n_a}-c{n_c}-d{d}", truth, sample, x_discrete=True,
+                    y_discrete=True, truth_stderr=truth_se, known=known,
+                    params={"kind": kind, "n_a": n_a, "n_c": n_c, "d": d,
+                            "separation": separation, "sigma": sigma,
+                            "means_seed": means_seed})
