@@ -1,0 +1,322 @@
+"""How a :class:`~essl_info.types.Report` is shown: text tables, JSON, CSV and plots.
+
+Pure formatting: nothing here estimates anything. Every value is printed signed, in nats,
+with its standard error and 95 % interval, the method that produced it and the number of
+rows it used (DESIGN §4). Plots use matplotlib's Agg backend (no display needed).
+
+Conventions the producers (``measure``, ``rank_transforms``) follow and this module reads:
+- ``Estimate.params["transformation"]``: the transformation an estimate is about;
+- ``Report.extra["flags"]``: list of ``{"message": str, ...}`` shown under a table;
+- ``Report.extra["ranking"]``: for ``rank_transforms``, a list of
+  ``{"rank", "transformation", "n_classes", "verdict", "reason"}`` in rank order;
+- ``Report.provenance["epoch"]``: the training epoch of a checkpoint (x axis of run plots).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from .types import Estimate, Report
+
+CSV_COLUMNS = ("checkpoint", "dataset", "epoch", "step", "layer", "transformation",
+               "quantity", "method", "value", "stderr", "ci_low", "ci_high", "n")
+
+
+# ================================================================== small formatters
+def _num(x: float | None, width: int = 7) -> str:
+    return " " * (width - 1) + "-" if x is None else f"{x:{width}.3f}"
+
+
+def _value_pm(e: Estimate) -> str:
+    se = "    -" if e.stderr is None else f"{e.stderr:5.3f}"
+    return f"{e.value:7.3f} ± {se}"
+
+
+def _ci(e: Estimate) -> str:
+    if e.ci is None:
+        return " " * 17
+    return f"[{e.ci[0]:6.3f}, {e.ci[1]:6.3f}]"
+
+
+def _transformation(e: Estimate) -> str:
+    return str(e.params.get("transformation", ""))
+
+
+def _render(header: Sequence[str], rows: list[Sequence[str]]) -> str:
+    """Left-aligned text columns separated by two spaces."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
+              for i, h in enumerate(header)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _flags(report: Report) -> list[str]:
+    return [f"! {f['message']}" for f in report.extra.get("flags", [])]
+
+
+# ======================================================================= text tables
+def format_table(report: Report, *, title: str | None = None) -> str:
+    """One row per estimate: quantity, method, value ± stderr, 95 % CI, n (nats)."""
+    several = len({_transformation(e) for e in report.estimates}) > 1
+    header = (["transformation"] if several else []) + [
+        "quantity", "method", "value ± stderr (nats)", "95% CI", "n"]
+    rows, last = [], None
+    for e in report.estimates:
+        q = e.quantity if e.quantity != last else ""
+        last = e.quantity
+        rows.append(([_transformation(e)] if several else [])
+                    + [q, e.method, _value_pm(e), _ci(e), str(e.n)])
+    out = [title] if title else []
+    out += [_describe(report), _render(header, rows)]
+    out += _flags(report)
+    return "\n".join(out)
+
+
+def _describe(report: Report) -> str:
+    p = report.provenance
+    bits = []
+    if report.checkpoint:
+        ep = p.get("epoch")
+        bits.append(f"checkpoint: {report.checkpoint}" + (f" (epoch {ep})" if ep is not None
+                                                          else ""))
+    if report.dataset:
+        split = p.get("split")
+        bits.append(f"dataset: {report.dataset}" + (f" ({split})" if split else ""))
+    if "n_images" in p:
+        bits.append(f"{p['n_images']} images")
+    if "layer" in p:
+        bits.append(f"layer: {p['layer']}")
+    if "transformations" in p and p["transformations"]:
+        bits.append("transformations: " + ",".join(p["transformations"]))
+    return "  ".join(bits)
+
+
+def format_rank_table(report: Report) -> str:
+    """The ``rank-transforms`` table: one row per transformation, in rank order."""
+    header = ["rank", "transformation", "K", "H(A|X) (nats)", "I(A;C|X) (nats)",
+              "95% CI I(A;C|X)", "I(A;C)", "n", "verdict"]
+    rows = []
+    for r in report.extra.get("ranking", []):
+        t = r["transformation"]
+        h = _get(report, "H(A|X)", t)
+        i = _get(report, "I(A;C|X)", t)
+        ac = _get(report, "I(A;C)", t)
+        rows.append([str(r["rank"]), t, str(r["n_classes"]),
+                     _value_pm(h) if h else "-", _value_pm(i) if i else "-",
+                     _ci(i) if i else "-", f"{ac.value:.4f}" if ac else "-",
+                     str(i.n if i else ""), r["verdict"]])
+    out = [_describe(report), _render(header, rows)]
+    reasons = [f"  {r['transformation']}: {r['reason']}" for r in
+               report.extra.get("ranking", [])]
+    if reasons:
+        out += ["verdicts:"] + reasons
+    out += _flags(report)
+    return "\n".join(out)
+
+
+def _get(report: Report, quantity: str, transformation: str, method: str | None = None
+         ) -> Estimate | None:
+    for e in report.estimates:
+        if (e.quantity == quantity and _transformation(e) == transformation
+                and (method is None or e.method == method)):
+            return e
+    return None
+
+
+def format_runs_table(reports: Sequence[Report], *, method: str | None = None) -> str:
+    """Several checkpoints: one row per checkpoint (sorted by epoch), one column per
+    (transformation, quantity) holding the first estimate of ``method`` (default: the
+    primary estimate, i.e. the first one of each quantity)."""
+    columns: list[tuple[str, str]] = []
+    for rep in reports:
+        for e in rep.estimates:
+            key = (_transformation(e), e.quantity)
+            if key not in columns:
+                columns.append(key)
+    several_t = len({t for t, _ in columns}) > 1
+    header = ["checkpoint", "epoch"] + [f"{q} [{t}]" if several_t else q for t, q in columns]
+    rows = []
+    for rep in sorted(reports, key=_epoch_key):
+        row = [Path(rep.checkpoint or "?").name, str(rep.provenance.get("epoch", "-"))]
+        for t, q in columns:
+            e = _get(rep, q, t, method)
+            row.append(_value_pm(e) if e else "-")
+        rows.append(row)
+    out = [_render(header, rows)]
+    for rep in reports:
+        out += [f"{Path(rep.checkpoint or '?').name}: {m}" for m in _flags(rep)]
+    return "\n".join(out)
+
+
+def _epoch_key(rep: Report) -> tuple:
+    ep = rep.provenance.get("epoch")
+    return (ep is None, ep if ep is not None else 0, str(rep.checkpoint))
+
+
+# ============================================================================ JSON/CSV
+def to_json(reports: Report | Sequence[Report], *, indent: int | None = 2) -> str:
+    """DESIGN §4: one JSON object. A single report prints as ``Report.to_dict()``;
+    several print as ``{"reports": [...]}``, one per checkpoint."""
+    if isinstance(reports, Report):
+        return json.dumps(reports.to_dict(), indent=indent)
+    return json.dumps({"reports": [r.to_dict() for r in reports]}, indent=indent)
+
+
+def csv_rows(reports: Report | Sequence[Report]) -> list[dict]:
+    """Long format: one row per estimate, columns ``CSV_COLUMNS``."""
+    reports = [reports] if isinstance(reports, Report) else list(reports)
+    rows = []
+    for rep in reports:
+        p = rep.provenance
+        for e in rep.estimates:
+            rows.append({
+                "checkpoint": rep.checkpoint or "", "dataset": rep.dataset or "",
+                "epoch": p.get("epoch", ""), "step": p.get("step", ""),
+                "layer": e.params.get("layer", p.get("layer", "")),
+                "transformation": _transformation(e), "quantity": e.quantity,
+                "method": e.method, "value": repr(e.value),
+                "stderr": "" if e.stderr is None else repr(e.stderr),
+                "ci_low": "" if e.ci is None else repr(e.ci[0]),
+                "ci_high": "" if e.ci is None else repr(e.ci[1]), "n": e.n,
+            })
+    return rows
+
+
+def write_csv(reports: Report | Sequence[Report], path: str | Path) -> Path:
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"--csv: directory {str(path.parent)!r} does not exist")
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(csv_rows(reports))
+    return path
+
+
+# ============================================================================== plots
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _check_plot_path(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"--plot: directory {str(path.parent)!r} does not exist")
+    if path.suffix.lower() not in {".png", ".pdf", ".svg"}:
+        raise ValueError(f"--plot: {str(path)!r} must end in .png, .pdf or .svg")
+    return path
+
+
+def _err(e: Estimate) -> tuple[float, float]:
+    """Distances from the value to the ends of its 95 % interval (0 when unknown)."""
+    if e.ci is None:
+        return 0.0, 0.0
+    return max(e.value - e.ci[0], 0.0), max(e.ci[1] - e.value, 0.0)
+
+
+def plot_report(report: Report, path: str | Path) -> Path:
+    """Bar chart: one group of bars per quantity (and transformation), one bar per method,
+    95 % intervals as error bars. Values are signed: a negative estimate is drawn below 0."""
+    path = _check_plot_path(path)
+    plt = _pyplot()
+    groups: list[tuple[str, str]] = []
+    methods: list[str] = []
+    for e in report.estimates:
+        g = (_transformation(e), e.quantity)
+        if g not in groups:
+            groups.append(g)
+        if e.method not in methods:
+            methods.append(e.method)
+    several_t = len({t for t, _ in groups}) > 1
+    width = 0.8 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 2), 4.0))
+    for j, m in enumerate(methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, (t, q) in enumerate(groups):
+            e = _get(report, q, t, m)
+            if e is None:
+                continue
+            xs.append(i + (j - (len(methods) - 1) / 2) * width)
+            ys.append(e.value)
+            d = _err(e)
+            lo.append(d[0])
+            hi.append(d[1])
+        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=3, label=m)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{q}\n{t}" if several_t else q for t, q in groups], fontsize=9)
+    ax.set_ylabel("nats (95 % CI)")
+    ax.set_title(_plot_title(report), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_title(report: Report) -> str:
+    name = Path(report.checkpoint).name if report.checkpoint else (report.dataset or "")
+    layer = report.provenance.get("layer")
+    return name + (f" — {layer} features" if layer else "")
+
+
+def plot_runs(reports: Sequence[Report], path: str | Path, *, method: str | None = None
+              ) -> Path:
+    """Several checkpoints of one run: each quantity against the training epoch, with
+    its 95 % interval as a band (one panel per quantity)."""
+    path = _check_plot_path(path)
+    plt = _pyplot()
+    reports = sorted(reports, key=_epoch_key)
+    keys: list[tuple[str, str]] = []
+    for rep in reports:
+        for e in rep.estimates:
+            if (_transformation(e), e.quantity) not in keys:
+                keys.append((_transformation(e), e.quantity))
+    xs_all = [rep.provenance.get("epoch") for rep in reports]
+    use_epoch = all(x is not None for x in xs_all)
+    ncol = min(3, len(keys)) or 1
+    nrow = math.ceil(len(keys) / ncol) or 1
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol, 2.8 * nrow), squeeze=False)
+    for ax, (t, q) in zip(axes.ravel(), keys):
+        pts = [(x if use_epoch else i, _get(rep, q, t, method))
+               for i, (x, rep) in enumerate(zip(xs_all, reports))]
+        pts = [(x, e) for x, e in pts if e is not None]
+        xs = [x for x, _ in pts]
+        ax.plot(xs, [e.value for _, e in pts], marker="o")
+        if all(e.ci is not None for _, e in pts):
+            ax.fill_between(xs, [e.ci[0] for _, e in pts], [e.ci[1] for _, e in pts],
+                            alpha=0.25)
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.set_title(f"{q} [{t}]" if t else q, fontsize=9)
+        ax.set_xlabel("epoch" if use_epoch else "checkpoint")
+        ax.set_ylabel("nats")
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "csv_rows",
+    "format_rank_table",
+    "format_runs_table",
+    "format_table",
+    "plot_report",
+    "plot_runs",
+    "to_json",
+    "write_csv",
+]
