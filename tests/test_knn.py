@@ -193,6 +193,19 @@ def test_discrete_cond_equals_weighted_strata():
         assert est.value == pytest.approx(sum(m * v for (m, _), v in zip(parts, sub)) / 600)
 
 
+def test_ross_with_discrete_cond_equals_weighted_strata():
+    """The 0/inf metric on a discrete cond makes Frenzel-Pompe the strata average."""
+    rng = np.random.default_rng(4)
+    c = rng.integers(0, 2, 800)
+    lab = (rng.random(800) < 0.3 + 0.4 * c).astype(int) + rng.integers(0, 2, 800)
+    z = lab[:, None] * (1 + c[:, None]) + rng.standard_normal((800, 2))
+    full = estimate_mi(lab, z, c, x_discrete=True, cond_discrete=True, subsamples=0)
+    assert full.method == "ross"
+    parts = [np.sum(c == s) * estimate_mi(lab[c == s], z[c == s], x_discrete=True,
+                                          subsamples=0).value for s in range(2)]
+    assert full.value == pytest.approx(sum(parts) / 800, abs=1e-10)
+
+
 def test_methods_reject_unsupported_conditioning():
     x, y, z = _small(100)
     with pytest.raises(ValueError, match="methods that can.*ksg"):

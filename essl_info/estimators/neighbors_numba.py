@@ -32,7 +32,7 @@ from numba import njit
 _QB = 16  # query rows per parallel task (their float32 rows stay in L2)
 _JC = 512  # candidate tile: _QB x _JC float32 accumulators fit in L1
 _BIG = np.float32(3.0e38)
-_SCAN = 256  # candidates per vectorised summary in the count scans
+_SCAN = 128  # candidates per vectorised summary in the count scans
 _SCAN_TOPK = 32  # smaller for the k-nearest scan: chunks with a hit are scanned serially
 
 COUNT_STRICT, COUNT_CLOSED, COUNT_GAO = 0, 1, 2  # d < r; d <= r; strict if r > 0 else d == 0
@@ -183,8 +183,9 @@ def _count_space(row, r, lo, hi, strict, i, x64, starts, euclid, flags_c, codes,
     for j0 in range(0, n, _SCAN):
         j1 = min(j0 + _SCAN, n)
         n_lo, n_hi = _chunk_count2(row, j0, j1, t_lo, t_hi)
-        if nd == 0 and n_lo == n_hi and not (j0 <= i < j1):
-            cnt += n_lo
+        if nd == 0 and n_lo == n_hi:
+            # the point itself is at float32 distance 0: counted in n_lo when 0 < t_lo
+            cnt += n_lo - (1 if (j0 <= i < j1 and row[i] < t_lo) else 0)
             continue
         if n_hi == 0:
             continue
@@ -228,8 +229,8 @@ def _candidates(jrow, thr, i, codes, joint_d, x64, starts, euclid, joint_c, cand
     n = jrow.shape[0]
     t_hi = _le_threshold(thr)
     m = 0
-    for j0 in range(0, n, _SCAN):
-        j1 = min(j0 + _SCAN, n)
+    for j0 in range(0, n, _SCAN_TOPK):
+        j1 = min(j0 + _SCAN_TOPK, n)
         if _chunk_count(jrow, j0, j1, t_hi) == 0:
             continue
         for j in range(j0, j1):
