@@ -100,6 +100,9 @@ def save_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> Path:
             torch.save(dict(ckpt), f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -5,6 +5,7 @@ nats where it is a cross-entropy). Shapes are given at each function; ``n`` is t
 of images, ``d`` an embedding dimension, ``K`` the number of transformation labels.
 Cross-view contrastive losses are computed on whatever rows they are given: under DDP the
 caller gathers the embeddings of all ranks first (with autograd), as E-SSL's code does.
+Inputs may be bfloat16 (autocast outputs); every loss is computed in float32.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> to
     """
     _check_pair(z1, z2, "z1, z2")
     _check_temperature(temperature)
-    logits = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature  # (n, n)
+    z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+    logits = z1 @ z2.T / temperature                                          # (n, n)
     labels = torch.arange(z1.shape[0], device=z1.device)
-    return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(logits, labels)
 
 
 def cross_view_infonce(z1: torch.Tensor, z2: torch.Tensor,
@@ -55,8 +57,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     _check_pair(z1, z2, "z1, z2")
     _check_temperature(temperature)
     n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]), dim=1)                      # (2n, d)
-    logits = (z @ z.T / temperature).float()                         # (2n, 2n)
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)              # (2n, d)
+    logits = z @ z.T / temperature                                   # (2n, 2n)
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device),
                                 float("-inf"))
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
@@ -72,8 +74,8 @@ def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor,
     """
     _check_pair(p1, z2, "p1, z2")
     _check_pair(p2, z1, "p2, z1")
-    d1 = F.cosine_similarity(p1, z2.detach(), dim=1).mean()
-    d2 = F.cosine_similarity(p2, z1.detach(), dim=1).mean()
+    d1 = F.cosine_similarity(p1.float(), z2.detach().float(), dim=1).mean()
+    d2 = F.cosine_similarity(p2.float(), z1.detach().float(), dim=1).mean()
     return -0.5 * (d1 + d2)
 
 

@@ -51,25 +51,30 @@ def embed(model, images: torch.Tensor, *, batch_size: int = 512,
 @torch.no_grad()
 def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor,
                  test_feats: torch.Tensor, test_labels: torch.Tensor, *, n_classes: int,
-                 k: int = 200, t: float = 0.1, chunk: int = 1024) -> float:
+                 k: int = 200, t: float = 0.1, chunk: int = 1024,
+                 device: torch.device | str = "cpu") -> float:
     """Weighted kNN accuracy in [0, 1]: each test point's k most cosine-similar train
     points vote for their class with weight exp(sim / t) (k capped at n_train).
 
-    train_feats (n, d), train_labels (n,), test_feats (m, d), test_labels (m,).
+    train_feats (n, d), train_labels (n,), test_feats (m, d), test_labels (m,); the
+    similarities are computed on ``device``.
     """
     if train_feats.shape[0] == 0 or test_feats.shape[0] == 0:
         raise ValueError("knn_accuracy needs at least one train and one test point")
     if not t > 0:
         raise ValueError(f"knn temperature t must be > 0, got {t}")
     k = min(int(k), train_feats.shape[0])
-    bank = torch.nn.functional.normalize(train_feats.float(), dim=1)          # (n, d)
+    bank = torch.nn.functional.normalize(train_feats.float().to(device), dim=1)  # (n, d)
+    bank_labels = train_labels.to(device)
     correct = 0
     for start in range(0, test_feats.shape[0], chunk):
-        q = torch.nn.functional.normalize(test_feats[start:start + chunk].float(), dim=1)
+        q = torch.nn.functional.normalize(test_feats[start:start + chunk].float().to(device),
+                                          dim=1)
         sim, idx = (q @ bank.T).topk(k, dim=1)                               # (b, k)
-        votes = torch.zeros(q.shape[0], n_classes)
-        votes.scatter_add_(1, train_labels[idx], torch.exp(sim / t))
-        correct += int((votes.argmax(1) == test_labels[start:start + chunk]).sum())
+        votes = torch.zeros(q.shape[0], n_classes, device=device)
+        votes.scatter_add_(1, bank_labels[idx], torch.exp(sim / t))
+        truth = test_labels[start:start + chunk].to(device)
+        correct += int((votes.argmax(1) == truth).sum())
     return correct / test_feats.shape[0]
 
 
@@ -139,7 +144,8 @@ def evaluate(model, train_ds, test_ds, transforms, cfg, rt, *, final: bool) -> d
     out = {f"test_acc/{t.name}": transformation_accuracy(model, test_ds.images, t.name, **kw)
            for t in transforms}
     out["knn_acc"] = knn_accuracy(train_feats, train_ds.labels, test_feats, test_ds.labels,
-                                  n_classes=train_ds.n_classes, k=cfg.knn_k, t=cfg.knn_t)
+                                  n_classes=train_ds.n_classes, k=cfg.knn_k, t=cfg.knn_t,
+                                  device=rt.device)
     out["probe_acc"] = online_probe_accuracy(model, test_feats, test_ds.labels)
     if final and cfg.final_linear_probe:
         out["linear_probe_acc"] = linear_probe_accuracy(train_feats, train_ds.labels,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -92,21 +93,32 @@ def plan_runtime(device: str = "auto", *, amp: str = "auto", channels_last: str 
                    rank=rank, world_size=world, local_rank=local_rank)
 
 
-def init_distributed(rt: Runtime) -> None:
-    """Join the process group of a ``torchrun`` launch (only when WORLD_SIZE > 1)."""
+def init_distributed(rt: Runtime) -> bool:
+    """Join the process group of a ``torchrun`` launch (only when WORLD_SIZE > 1).
+    Returns True when this call created it (the caller then destroys it at the end)."""
     import torch.distributed as dist
 
     if not rt.distributed or dist.is_initialized():
-        return
+        return False
     if rt.device.type == "cuda":
         torch.cuda.set_device(rt.device)
     dist.init_process_group("nccl" if rt.device.type == "cuda" else "gloo")
+    return True
 
 
-def prepare_model(model: nn.Module, rt: Runtime) -> nn.Module:
+def close_distributed(created: bool) -> None:
+    if created:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def prepare_model(model: nn.Module, rt: Runtime, *, find_unused: bool = False) -> nn.Module:
     """Move ``model`` in place to the plan's device and layout; return the module to call
     for training (DDP- and/or compile-wrapped). Save and evaluate ``model`` itself, never
-    the wrapper, so that state-dict keys carry no ``module.`` / ``_orig_mod.`` prefix."""
+    the wrapper, so that state-dict keys carry no ``module.`` / ``_orig_mod.`` prefix.
+    Parameters keep their identity (an optimizer may be built before or after).
+    ``find_unused``: some parameters get no gradient in a step (DDP must be told)."""
     model.to(rt.device)
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -117,7 +129,8 @@ def prepare_model(model: nn.Module, rt: Runtime) -> nn.Module:
         if rt.device.type == "cuda":
             # converts in place inside the parent modules, so `model` keeps the same keys
             fwd = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        fwd = DDP(fwd, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        fwd = DDP(fwd, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+                  find_unused_parameters=find_unused)
     if rt.compile:
         fwd = torch.compile(fwd)
     return fwd
@@ -139,9 +152,13 @@ def gather(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
     (so a contrastive loss sees the global batch's negatives, as in E-SSL's code)."""
     if not rt.distributed:
         return t
+    import torch.distributed as dist
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(t.contiguous()))
+    with warnings.catch_warnings():   # deprecated for a private API; still the autograd one
+        warnings.simplefilter("ignore", FutureWarning)
+        # the current WORLD (all_gather's default argument is bound at import time)
+        return torch.cat(all_gather(t.contiguous(), group=dist.group.WORLD))
 
 
 def any_rank(flag: bool, rt: Runtime) -> bool:

@@ -40,10 +40,11 @@ from .errors import EsslInfoError
 from .losses import SSL_LOSSES, class_ce, order_loss, transformation_ce
 from .models import ESSLModel, count_parameters, model_spec
 from .monitors import evaluate
-from .runtime import (Runtime, any_rank, barrier, gather, init_distributed, plan_runtime,
-                      prepare_model)
+from .runtime import (Runtime, any_rank, barrier, close_distributed, gather, init_distributed,
+                      plan_runtime, prepare_model)
 from .train_config import (CONFLICTS, RECIPES, RUN_FIELDS, TrainConfig,  # noqa: F401
                            add_train_arguments, config_from_args, resolve_config)
+
 
 class TrainingDiverged(EsslInfoError):
     """The loss became NaN or infinite; the last good checkpoint was kept."""
@@ -79,7 +80,8 @@ def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Ten
                   transforms: list[Transformation], cfg: TrainConfig, rt: Runtime,
                   g: torch.Generator, lr: float) -> dict[str, torch.Tensor]:
     """One optimisation step on images x (B, C, H, W) in [0, 1] with labels y (B,).
-    Returns the named loss terms, the total and the heads' correct counts (detached)."""
+    Returns the named loss terms, their weighted sum ``loss`` and the heads' accuracies
+    ``acc/<name>``, as detached tensors (no host synchronisation)."""
     for group in opt.param_groups:
         group["lr"] = lr
     # 1. inputs: two SSL views; one smaller crop carrying all K copies per transformation
@@ -192,16 +194,20 @@ def train(cfg: TrainConfig) -> TrainResult:
     threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    try:
-        return _train(cfg)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(cfg: TrainConfig) -> TrainResult:
     rt = plan_runtime(cfg.device, amp=cfg.amp, channels_last=cfg.channels_last,
                       compile=cfg.compile)
-    init_distributed(rt)
+    created = init_distributed(rt)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = rt.device.type == "cuda"   # fixed shapes: autotune
+    try:
+        return _train(cfg, rt)
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
+        close_distributed(created)
+
+
+def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
     transforms = parse_transformations(list(cfg.transforms))
     for t in transforms:
         if cfg.base_aug in CONFLICTS.get(t.name, ()):
@@ -209,7 +215,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
                           f"transformation {t.name!r} predicts: its labels become noisy",
                           stacklevel=2)
     out = Path(cfg.out)
-    ckpt_path, resume_path, log_path = out / "checkpoint.pt", out / "resume.pt", out / "log.jsonl"
+    ckpt_path, resume_path, log_path = (out / "checkpoint.pt", out / "resume.pt",
+                                        out / "log.jsonl")
 
     train_ds, test_ds = _load_data(cfg)
     per_rank = cfg.batch_size // rt.world_size
@@ -231,6 +238,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
         torch.manual_seed(derive_seed(cfg.seed, 0, 0, 0))
         model = ESSLModel(spec)
     model.train()
+    # device, layout, DDP, compile; the projector idles without an SSL loss
+    fwd = prepare_model(model, rt, find_unused=cfg.ssl == "none")
 
     base_lr = cfg.lr * cfg.batch_size / 256
     probe_params = list(model.probe.parameters())
@@ -258,7 +267,6 @@ def _train(cfg: TrainConfig) -> TrainResult:
     elif (ckpt_path.exists() or resume_path.exists()) and not cfg.overwrite:
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, "
                          f"--overwrite to replace it, or choose another --out")
-    fwd = prepare_model(model, rt)
 
     log = _Log(log_path if rt.is_main else None, fresh=not (cfg.resume and epoch > 0))
     log.write(event="start", epoch=epoch, step=step, device=str(rt.device),
@@ -296,17 +304,13 @@ def _train(cfg: TrainConfig) -> TrainResult:
             last = i == steps_per_epoch - 1
             if step % cfg.log_every == 0 or last:
                 vals = {k: float(v) for k, v in stats.items()}
-                bad = any_rank(not all(math.isfinite(v) for v in vals.values()), rt)
-                if bad:
+                # the epoch's sums catch a non-finite loss at any step since the last check
+                finite = all(math.isfinite(v) for v in vals.values()) and (
+                    not last or all(math.isfinite(float(v)) for v in sums.values()))
+                if any_rank(not finite, rt):
                     bar.close()
                     log.write(event="diverged", epoch=epoch, step=step, **vals)
-                    where = (f"the last good checkpoint is {last_good}" if last_good
-                             else "no checkpoint was written yet")
-                    raise TrainingDiverged(
-                        f"training stopped: the loss became non-finite at epoch {epoch + 1}, "
-                        f"step {step} (" + ", ".join(f"{k}={v:.4g}" for k, v in vals.items()
-                                                    if not k.startswith("acc/"))
-                        + f"); {where}. Lower --lr or check the data")
+                    _diverged(epoch, step, vals, last_good)
                 log.write(event="step", epoch=epoch, step=step, lr=lr, **vals)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in vals.items()
                                  if k in ("loss", "ssl") or k.startswith("ce/")})
@@ -324,7 +328,8 @@ def _train(cfg: TrainConfig) -> TrainResult:
                                     final=finished))
             history.append(metrics)
             log.write(event="epoch", **metrics)
-            bar.write(_epoch_line(metrics, cfg.epochs)) if cfg.progress else None
+            if cfg.progress:
+                bar.write(_epoch_line(metrics, cfg.epochs), file=sys.stderr)
             common = dict(epoch=epoch, step=step, finished=finished, metrics=metrics,
                           history=history)
             save_checkpoint(build_checkpoint(model, cfg, train_ds, test_ds, **common),
@@ -344,6 +349,15 @@ def _train(cfg: TrainConfig) -> TrainResult:
                                          **common), resume_path)
     log.write(event="end", epoch=epoch, step=step, finished=finished)
     return TrainResult(ckpt_path, resume_path, log_path, metrics, epoch)
+
+
+def _diverged(epoch: int, step: int, vals: dict, last_good: Path | None) -> None:
+    where = (f"the last good checkpoint is {last_good}" if last_good
+             else "no checkpoint was written yet")
+    terms = ", ".join(f"{k}={v:.4g}" for k, v in vals.items() if not k.startswith("acc/"))
+    raise TrainingDiverged(f"training stopped: the loss became non-finite in epoch "
+                           f"{epoch + 1} by step {step} ({terms}); {where}. Lower --lr or "
+                           f"check the data")
 
 
 def _epoch_line(m: dict, epochs: int) -> str:
