@@ -155,6 +155,15 @@ def test_temperature_is_the_grid_minimum():
     lg, yy = logits.numpy(), y.numpy()
     ces = [np.mean(logsumexp(lg / t, axis=1) - lg[np.arange(400), yy] / t) for t in grid]
     assert temp == pytest.approx(grid[int(np.argmin(ces))], rel=6e-3)
+    from scipy.optimize import minimize_scalar
+
+    def ce(log_t):
+        t = np.exp(log_t)
+        return np.mean(logsumexp(lg / t, axis=1) - lg[np.arange(400), yy] / t)
+
+    ref = minimize_scalar(ce, bounds=(np.log(0.05), np.log(20)), method="bounded",
+                          options={"xatol": 1e-9})
+    assert temp == pytest.approx(np.exp(ref.x), rel=1e-6)
 
 
 def test_assign_folds_keeps_groups_together():
@@ -216,7 +225,7 @@ def test_deterministic_for_a_seed():
 
 def test_pca_option():
     """Signal in 10 high-variance directions of a 128-d space: PCA to 10 keeps it all."""
-    task = tasks.class_mixture(n_classes=10, d=10)
+    task = tasks.class_mixture(n_classes=10, d=10, n_mc=200_000)
     c, signal = task.sample(3000, 18)
     rng = np.random.default_rng(18)
     z = np.hstack([signal, 0.1 * rng.normal(size=(3000, 118))])
@@ -278,6 +287,8 @@ def test_bad_inputs():
         estimate_mi(t, z, x_discrete=True, method="probe", pca=5)
     with pytest.raises(ValueError, match="probe family"):
         estimate_mi(t, z, x_discrete=True, method="probe", family="forest")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['hiden'\]"):
+        estimate_mi(t, z, x_discrete=True, method="probe", family="mlp", hiden=3)
     with pytest.raises(ValueError, match="entropy"):
         estimate_mi(t, z, x_discrete=True, method="probe", entropy="magic")
     with pytest.raises(ValueError, match="continuous cond"):

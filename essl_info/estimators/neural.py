@@ -6,9 +6,9 @@ upwards). Protocol (recorded in ``Estimate.params``):
 
 1. Rows are split, whole groups at a time (``groups=``), into test (``holdout``, default 30 %),
    and the rest into train and validation (``val_frac`` of it).
-2. The critic is trained with Adam on random minibatches of ``batch_size`` training rows; every
-   ``eval_every`` steps the bound is computed on the validation rows and the best critic is
-   kept; training stops after ``patience`` evaluations without improvement (early stopping) or
+2. The critic is trained with Adam on random minibatches of ``batch_size`` training rows; after
+   10, 25, 50 and every ``eval_every`` steps the bound is computed on the validation rows and
+   the best critic is kept; training stops after ``patience`` evaluations without improvement (early stopping) or
    at ``max_steps``.
 3. The test rows, in a seeded random order, are cut into batches of ``eval_batch`` rows; the
    estimate is the mean of the bound over those batches, its stderr their standard deviation
@@ -74,6 +74,10 @@ class ConcatCritic(nn.Module):
 
 
 CRITICS: dict[str, type[nn.Module]] = {"separable": SeparableCritic, "concat": ConcatCritic}
+
+# validation steps before the first multiple of eval_every: with few rows in many dimensions
+# a critic can overfit within the first epochs, and its held-out bound then turns negative
+EARLY_EVALS = frozenset({10, 25, 50})
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ def _critic_mi(v: Variables, *, bound: str, seed: int, groups, dev: torch.device
         opt.zero_grad(set_to_none=True)
         (-value).backward()
         opt.step()
-        if step % cfg.eval_every == 0:
+        if step % cfg.eval_every == 0 or step in EARLY_EVALS:
             val_value = float(np.mean(_bound_on(critic, x, y, val_batches, spec, bopts)))
             if val_value > best[0]:
                 best, since_best = (val_value, step, copy.deepcopy(critic.state_dict())), 0

@@ -33,6 +33,7 @@ Public helpers for paired quantities (``measure``): :func:`assign_folds`, :func:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,7 +151,15 @@ def cross_fit(z, t, *, c=None, groups=None, folds: int = 5, family: str = "logis
     family_opts : passed to the family (e.g. ``l2_grid``, ``hidden``, ``max_epochs``)
     """
     if family not in PROBE_FAMILIES:
-        raise ValueError(f"unknown probe family {family!r}; choose one of {sorted(PROBE_FAMILIES)}")
+        raise ValueError(f"unknown probe family {family!r}; choose one of "
+                         f"{sorted(PROBE_FAMILIES)}")
+    fit = PROBE_FAMILIES[family]
+    known = [p for p in inspect.signature(fit).parameters if p not in
+             ("data", "calibrate", "interact", "seed")]
+    unknown = sorted(set(family_opts) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for the {family!r} probe; "
+                         f"valid: {known} and those of cross_fit")
     if cond_mode not in ("interact", "concat"):
         raise ValueError(f"cond_mode must be 'interact' or 'concat', got {cond_mode!r}")
     if not 0.0 < val_frac < 0.5:
@@ -180,7 +189,6 @@ def cross_fit(z, t, *, c=None, groups=None, folds: int = 5, family: str = "logis
     gid = _group_ids(groups, n)
     fold = assign_folds(n, folds, groups=gid, seed=seed)
     dev = resolve_device(device)
-    fit = PROBE_FAMILIES[family]
     nll = np.empty(n, dtype=np.float64)
     per_fold = []
     with torch_threads(threads if dev.type == "cpu" else None):
