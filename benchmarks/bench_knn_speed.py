@@ -68,36 +68,36 @@ def warm_up():
 
 
 # =============================================================================== KSG
-@pytest.mark.parametrize("n, d", KSG_CASES)
-def test_ksg_ours(benchmark, tables, n, d):
+# case-major order: the implementations for one case run back to back, so that the load of
+# a shared machine is as similar as possible for the numbers that form a ratio
+KSG_IMPLS = ("ours", "ours, no stderr", "npeet-plus")
+
+
+@pytest.mark.parametrize("n, d, impl", [(n, d, i) for n, d in KSG_CASES for i in KSG_IMPLS])
+def test_ksg(benchmark, tables, n, d, impl):
     x, y = _ksg_data(n, d)
-    est = _run(benchmark, lambda: estimate_mi(x, y, method="ksg"), ROUNDS)
-    tables.add("knn_speed", (n, d), N=n, **{"d (x+y)": f"{d}+{d}",
-               "ours [s]": seconds(benchmark), "ours value": est.value,
-               "ours stderr": est.stderr, "backend": est.params["backend"]})
-
-
-@pytest.mark.parametrize("n, d", KSG_CASES)
-def test_ksg_ours_no_stderr(benchmark, tables, n, d):
-    x, y = _ksg_data(n, d)
-    _run(benchmark, lambda: estimate_mi(x, y, method="ksg", subsamples=0), ROUNDS)
-    tables.add("knn_speed", (n, d), **{"ours, no stderr [s]": seconds(benchmark)})
-
-
-@pytest.mark.parametrize("n, d", KSG_CASES)
-def test_ksg_npeet(benchmark, tables, n, d):
+    key = (n, d)
+    if impl == "ours":
+        est = _run(benchmark, lambda: estimate_mi(x, y, method="ksg"), ROUNDS)
+        tables.add("knn_speed", key, N=n, **{
+            "d (x+y)": f"{d}+{d}", "ours [s]": seconds(benchmark), "ours value": est.value,
+            "ours stderr": est.stderr, "backend": est.params["backend"]})
+        return
+    if impl == "ours, no stderr":
+        _run(benchmark, lambda: estimate_mi(x, y, method="ksg", subsamples=0), ROUNDS)
+        tables.add("knn_speed", key, **{"ours, no stderr [s]": seconds(benchmark)})
+        return
     npeet_plus = pytest.importorskip("npeet_plus")
-    if (n, d) in NPEET_SKIP:
-        tables.add("knn_speed", (n, d), **{"npeet-plus [s]": NPEET_SKIP[(n, d)]})
-        pytest.skip(NPEET_SKIP[(n, d)])
-    x, y = _ksg_data(n, d)
+    if key in NPEET_SKIP:
+        tables.add("knn_speed", key, **{"npeet-plus [s]": NPEET_SKIP[key]})
+        pytest.skip(NPEET_SKIP[key])
 
     def run():
         with seeded_global_numpy_rng(0):
             return npeet_plus.mi(x, y, k=3, base=np.e)
 
     value = _run(benchmark, run, 1)
-    row = tables.rows["knn_speed"].setdefault((n, d), {})
+    row = tables.rows["knn_speed"].setdefault(key, {})
     t = seconds(benchmark)
     cols = {"npeet-plus [s]": t}
     if "ours [s]" in row:
@@ -106,44 +106,42 @@ def test_ksg_npeet(benchmark, tables, n, d):
         cols["speed-up, no stderr"] = t / row["ours, no stderr [s]"]
     if "ours value" in row:
         cols["abs(ours - npeet)"] = abs(row["ours value"] - value)
-    tables.add("knn_speed", (n, d), **cols)
+    tables.add("knn_speed", key, **cols)
 
 
 # ============================================================ labels vs continuous
-@pytest.mark.parametrize("n, d, classes", LABEL_CASES)
-def test_labels_ours(benchmark, tables, n, d, classes):
+LABEL_IMPLS = ("ours", "npeet-plus", "sklearn")
+
+
+@pytest.mark.parametrize("n, d, classes, impl",
+                         [(*c, i) for c in LABEL_CASES for i in LABEL_IMPLS])
+def test_labels(benchmark, tables, n, d, classes, impl):
     c, z = _label_data(n, d, classes)
-    est = _run(benchmark, lambda: estimate_mi(c, z, x_discrete=True, method="ross"), ROUNDS)
-    truth = class_mixture(n_classes=classes, d=d, separation=1.98).truth
-    tables.add("knn_speed_labels", (n, d, classes), N=n, d=d, classes=classes,
-               truth=truth, **{"H(label)": float(np.log(classes)),
-                               "ours (ross) [s]": seconds(benchmark),
-                               "ours value": est.value, "ours stderr": est.stderr})
+    key = (n, d, classes)
+    if impl == "ours":
+        est = _run(benchmark, lambda: estimate_mi(c, z, x_discrete=True, method="ross"),
+                   ROUNDS)
+        truth = class_mixture(n_classes=classes, d=d, separation=1.98).truth
+        tables.add("knn_speed_labels", key, N=n, d=d, classes=classes, truth=truth, **{
+            "H(label)": float(np.log(classes)), "ours (ross) [s]": seconds(benchmark),
+            "ours value": est.value, "ours stderr": est.stderr})
+    elif impl == "npeet-plus":
+        npeet_plus = pytest.importorskip("npeet_plus")
 
+        def run():
+            with seeded_global_numpy_rng(0):
+                return npeet_plus.micd(z, c[:, None], k=3, base=np.e, warning=False)
 
-@pytest.mark.parametrize("n, d, classes", LABEL_CASES)
-def test_labels_npeet(benchmark, tables, n, d, classes):
-    npeet_plus = pytest.importorskip("npeet_plus")
-    c, z = _label_data(n, d, classes)
+        value = _run(benchmark, run, 1)
+        tables.add("knn_speed_labels", key, **{
+            "npeet micd [s]": seconds(benchmark), "npeet value": float(value)})
+    else:
+        from sklearn.feature_selection import mutual_info_classif
 
-    def run():
-        with seeded_global_numpy_rng(0):
-            return npeet_plus.micd(z, c[:, None], k=3, base=np.e, warning=False)
-
-    value = _run(benchmark, run, 1)
-    tables.add("knn_speed_labels", (n, d, classes), **{
-        "npeet micd [s]": seconds(benchmark), "npeet value": float(value)})
-
-
-@pytest.mark.parametrize("n, d, classes", LABEL_CASES)
-def test_labels_sklearn(benchmark, tables, n, d, classes):
-    from sklearn.feature_selection import mutual_info_classif
-
-    c, z = _label_data(n, d, classes)
-    value = _run(benchmark, lambda: mutual_info_classif(z, c, n_neighbors=3,
-                                                         random_state=0).sum(), 1)
-    tables.add("knn_speed_labels", (n, d, classes), **{
-        "sklearn classif [s]": seconds(benchmark), "sklearn sum over features": value})
+        value = _run(benchmark, lambda: mutual_info_classif(z, c, n_neighbors=3,
+                                                             random_state=0).sum(), 1)
+        tables.add("knn_speed_labels", key, **{
+            "sklearn classif [s]": seconds(benchmark), "sklearn sum over features": value})
 
 
 # ===================================================================== script mode
@@ -166,14 +164,14 @@ def main() -> None:
     tables = Tables()
     _warm_up()
     for n, d in KSG_CASES:
-        for fn in (test_ksg_ours, test_ksg_ours_no_stderr, test_ksg_npeet):
+        for impl in KSG_IMPLS:
             try:
-                fn(_Timer(), tables, n, d)
+                test_ksg(_Timer(), tables, n, d, impl)
             except pytest.skip.Exception:
                 pass
     for case in LABEL_CASES:
-        for fn in (test_labels_ours, test_labels_npeet, test_labels_sklearn):
-            fn(_Timer(), tables, *case)
+        for impl in LABEL_IMPLS:
+            test_labels(_Timer(), tables, *case, impl)
     print(f"Command: `python benchmarks/bench_knn_speed.py`; {machine()}.\n")
     for name in tables.rows:
         print(f"### {name}\n\n{tables.markdown(name)}\n")

@@ -182,8 +182,9 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
                            groups=groups, subsamples=subsamples, min_rows=2 * k + 2,
                            seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]))
     if info.get("dropped"):
-        warnings.warn(f"{info['dropped']} point(s) whose label combination occurs once were "
-                      "left out (no neighbour to measure)", DataWarning, stacklevel=4)
+        warnings.warn(f"{info['dropped']} point(s) left out: their label combination (or "
+                      "stratum of cond) has too few rows to find neighbours in",
+                      DataWarning, stacklevel=4)
     diag = {**info, **({"stderr_unavailable": sub.reason} if sub.reason else {})}
     return Estimate(value, sub.stderr, n=v_n, params={
         "k": k, "seed": seed, "backend": info["backend"], **params, **sub.params()},
