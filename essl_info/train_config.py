@@ -97,12 +97,14 @@ RUN_FIELDS = ("device", "amp", "channels_last", "compile", "threads", "out", "re
 # Per-dataset defaults. digits: a width-16 small_cnn at 16 px (the 8x8 digits hold no more
 # detail), the transformation branch at full size (at 8 px, E-SSL's half size, the head's
 # rotation accuracy on whole test images fell from 0.84 to 0.58), the crop_jitter
-# augmentation; sized to train on two CPU cores in about three minutes. cifar: E-SSL's
+# augmentation; one CPU thread (the same bits whatever the core count, and no collapse
+# when other jobs share the cores: two OpenMP threads on two busy cores ran a step 5-10x
+# slower than one); about three minutes on a shared 2-core machine. cifar: E-SSL's
 # CIFAR-10 recipe (ResNet-18, SimCLR augmentation, 16 px rotation crops, batch 512,
 # lr 0.06 x batch/256 for E-SimCLR, wd 5e-4, 10 warm-up epochs, 800 epochs).
 _SMALL = dict(backbone="small_cnn", width=16, image_size=16, trans_size=16,
               view_aug="crop_jitter", base_aug="crop_jitter", epochs=20, batch_size=128,
-              lr=0.3, weight_decay=5e-4, warmup_epochs=2)
+              lr=0.3, weight_decay=5e-4, warmup_epochs=2, threads=1)
 _CIFAR = dict(backbone="resnet18_cifar", image_size=32, trans_size=16, view_aug="simclr",
               base_aug="simclr", epochs=800, batch_size=512, lr=0.06, weight_decay=5e-4,
               warmup_epochs=10)
