@@ -2,34 +2,42 @@
 
 One full E-SimCLR step as ``essl_info.train.training_step`` runs it: two 32×32 SimCLR views,
 a 16×16 crop carrying all four rotations (E-SSL's CIFAR shapes), forward, the named losses,
-backward and an SGD step. Throughput = source images per second (a batch of B images is
-B, though the backbone sees 2B views and 4B rotated crops).
+backward and an SGD step, on a fixed synthetic RGB batch. Throughput = source images per
+second (a batch of B images counts B, though the backbone sees 2B views and 4B rotated
+crops). Each case runs with 1 and with 2 CPU threads: on a machine whose cores are busy
+with other work, two OpenMP threads can run far slower than one.
 
-    pytest benchmarks/bench_train.py                     # pytest-benchmark table
-    python benchmarks/bench_train.py [--threads N]       # a plain table, images/s
+    pytest benchmarks/bench_train.py [--update-readme]   # table "train_throughput"
+    python benchmarks/bench_train.py                     # the same cases, plain timer
+
+``ESSL_BENCH_QUICK=1`` runs only small_cnn with one thread.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import time
 
 import pytest
 import torch
 
 from essl_info.data import parse_transformations
-from essl_info.models import ESSLModel, model_spec
+from essl_info.models import ESSLModel, count_parameters, model_spec
 from essl_info.runtime import plan_runtime
 from essl_info.train import TrainConfig, resolve_config, training_step
 
-CASES = {  # backbone -> batch size (small enough for a CPU step of a few seconds)
+TABLE = "train_throughput"
+QUICK = os.environ.get("ESSL_BENCH_QUICK") == "1"
+CASES = {  # backbone -> batch size (a CPU step of a few seconds)
     "small_cnn": 128,
     "resnet18_cifar": 32,
 }
+THREADS = (1,) if QUICK else (1, 2)
+BACKBONES = ["small_cnn"] if QUICK else list(CASES)
 
 
 def make_step(backbone: str, batch: int, size: int = 32, trans_size: int = 16):
-    """A closure running one training step on a fixed synthetic RGB batch."""
+    """A closure running one training step on a fixed synthetic batch; and the model."""
     spec = model_spec(backbone=backbone, in_channels=3, image_size=size, n_classes=10,
                       transformations=[("rotation4", 4)], mean=[0.5] * 3, std=[0.25] * 3)
     with torch.random.fork_rng(devices=[]):
@@ -47,39 +55,55 @@ def make_step(backbone: str, batch: int, size: int = 32, trans_size: int = 16):
     def step():
         return training_step(model, opt, x, y, transforms, cfg, rt, g, lr=0.01)
 
-    return step
+    return step, model
 
 
-@pytest.mark.parametrize("backbone", list(CASES))
-def test_cpu_train_throughput(benchmark, backbone):
+class _Threads:
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
+def _row(tables, backbone, threads, batch, seconds, model):
+    tables.add(TABLE, (backbone, threads), backbone=backbone,
+               parameters=count_parameters(model), batch=batch, threads=threads,
+               **{"s/step": seconds, "images/s": batch / seconds})
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_cpu_train_throughput(benchmark, tables, backbone, threads):
     batch = CASES[backbone]
-    step = make_step(backbone, batch)
-    stats = benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+    with _Threads(threads):
+        step, model = make_step(backbone, batch)
+        stats = benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
     assert torch.isfinite(stats["loss"])
-    benchmark.extra_info["batch"] = batch
-    benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.median
-    benchmark.extra_info["threads"] = torch.get_num_threads()
+    _row(tables, backbone, threads, batch, benchmark.stats.stats.median, model)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"{'backbone':<16}{'batch':>6}{'s/step':>10}{'images/s':>10}")
-    for backbone, batch in CASES.items():
-        step = make_step(backbone, batch)
-        step()  # warm-up
-        times = []
-        for _ in range(args.rounds):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        med = sorted(times)[len(times) // 2]
-        print(f"{backbone:<16}{batch:>6}{med:>10.3f}{batch / med:>10.1f}")
+    from conftest import Tables  # benchmarks/conftest.py, next to this file
+
+    tables = Tables()
+    for backbone in BACKBONES:
+        for threads in THREADS:
+            with _Threads(threads):
+                step, model = make_step(backbone, CASES[backbone])
+                step()  # warm-up
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - t0)
+            _row(tables, backbone, threads, CASES[backbone], sorted(times)[1], model)
+    print(f"torch {torch.__version__}")
+    print(tables.markdown(TABLE))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ weights_only=True)`` reads without running code::
 
 Resume files add ``optimizer`` (an optimizer state dict). Files are written to a temporary
 file in the target folder and moved into place with ``os.replace``, so a crash never leaves
-a half-written checkpoint under the final name.
+a half-written checkpoint under the final name. Checkpoints of the papers' own code are
+converted by ``essl_info.importers`` (which reads files through ``_raw_load`` here).
 """
 
 from __future__ import annotations
@@ -163,8 +164,8 @@ def validate_checkpoint(obj: Any, source: str = "checkpoint") -> dict:
         keys = ", ".join(sorted(map(str, obj))[:8]) or "none"
         raise CheckpointError(
             f"{source} is not an essl_info checkpoint: a dict without 'schema_version' "
-            f"(keys: {keys}); foreign checkpoints load through "
-            f"essl_info.checkpoint.import_checkpoint")
+            f"(keys: {keys}); a checkpoint of the papers' code is read by "
+            f"essl_info.importers (essl-info measure --arch ARCH --dataset NAME)")
     version = obj["schema_version"]
     if version not in SUPPORTED_SCHEMAS:
         raise CheckpointError(f"{source} has schema_version {version!r}, which this "
@@ -268,114 +269,3 @@ def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> str:
         lines.append("metrics     " + ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
     return "\n".join(lines)
-
-
-# ============================================================================ importers
-def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Nested dicts of tensors → one dict with dotted keys (``module.`` prefixes of DDP
-    removed), e.g. ``{"state_dict": {"module.encoder.conv1.weight": t}}`` →
-    ``{"state_dict.encoder.conv1.weight": t}``."""
-    out: dict[str, torch.Tensor] = {}
-    if isinstance(obj, torch.Tensor):
-        out[re.sub(r"(^|\.)module\.", r"\1", prefix).rstrip(".")] = obj
-    elif isinstance(obj, Mapping):
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-
-
-def _find_backbone(flat: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
-                   arch: str, source: str) -> tuple[str, dict[str, torch.Tensor]]:
-    """The prefix under which ``flat`` holds a complete backbone of ``expected``'s keys and
-    shapes (the first such one in key order, so E-SSL's duplicate ``net.0.`` copy of
-    ``encoder.`` is never preferred); its weights with the prefix removed."""
-    stems = [k[: -len("conv1.weight")] for k in flat if k.endswith("conv1.weight")]
-    prefixes = [p for p in stems if f"{p}bn1.weight" in flat
-                and not re.search(r"(^|\.)layer\d+\.\d+\.$", p)]   # not a block's conv1
-    best, best_bad = None, None
-    for p in dict.fromkeys(prefixes):
-        bad = [k for k, v in expected.items()
-               if f"{p}{k}" not in flat or flat[f"{p}{k}"].shape != v.shape]
-        if not bad:
-            best = p
-            break
-        if best_bad is None or len(bad) < len(best_bad[1]):
-            best_bad = (p, bad)
-    if best is None:
-        if best_bad is None:
-            raise CheckpointError(f"{source}: found no ResNet backbone (no '...conv1.weight' "
-                                  f"next to '...bn1.weight') to import as {arch}")
-        p, bad = best_bad
-        k = bad[0]
-        got = tuple(flat[f"{p}{k}"].shape) if f"{p}{k}" in flat else "absent"
-        raise CheckpointError(
-            f"{source}: the backbone under prefix {p!r} is not a {arch} ({len(bad)} "
-            f"tensor(s) differ; e.g. {k}: file {got}, {arch} expects "
-            f"{tuple(expected[k].shape)}); check --arch")
-    return best, {k: flat[f"{best}{k}"] for k in expected}
-
-
-def import_checkpoint(path: str | os.PathLike, *, arch: str, dataset: str,
-                      image_size: int | None = None, width: int | None = None,
-                      data_dir: str | None = None, data_params: Mapping[str, Any] | None = None,
-                      transformations: tuple[str, ...] = ("rotation4",),
-                      seed: int = 0) -> dict:
-    """A checkpoint dict (this library's schema) around the backbone of a foreign file.
-
-    Reads, without running code, the layouts of the papers' public code: ``{'epoch',
-    'state_dict'}`` with ``encoder.*`` keys (E-SSL CIFAR), ``enc.*`` keys,
-    ``{'backbone': state_dict}``, DDP ``module.`` prefixes, and plain torchvision state
-    dicts (``fc.*`` dropped). ``arch`` names the backbone (``models.BACKBONES``);
-    ``dataset`` (with ``image_size``, ``data_dir``, ``data_params``) supplies the
-    normalisation and class count. Only the backbone comes from the file: projector and
-    heads are freshly initialised (seeded), which ``metrics["imported_from"]`` records. An
-    essl_info checkpoint is returned as is.
-    """
-    from .data import load_dataset, parse_transformations
-    from .models import ESSLModel, model_spec
-
-    path = Path(path)
-    raw = _raw_load(path)
-    if isinstance(raw, dict) and "schema_version" in raw:
-        return validate_checkpoint(raw, str(path))
-    flat = _flatten(raw)
-    kw: dict[str, Any] = dict(image_size=image_size, seed=seed, **dict(data_params or {}))
-    if data_dir is not None:
-        kw["data_dir"] = data_dir
-    ds = load_dataset(dataset, split="train", **kw)
-    ts = parse_transformations(list(transformations))
-    spec = model_spec(backbone=arch, width=width, in_channels=ds.channels,
-                      image_size=ds.image_size, n_classes=ds.n_classes,
-                      transformations=[(t.name, t.n_classes) for t in ts], mean=ds.mean,
-                      std=ds.std)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = ESSLModel(spec)
-    prefix, weights = _find_backbone(flat, model.backbone.state_dict(), arch, str(path))
-    model.backbone.load_state_dict(weights, strict=True)
-    epoch = raw.get("epoch") if isinstance(raw, dict) else None
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "library_version": _library_version(),
-        "created_utc": utc_now(),
-        "model": spec,
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "train": {"imported": True, "source": str(path), "arch": arch,
-                  "dataset": dataset, "transforms": [t.name for t in ts]},
-        "data": {"dataset": dataset, "params": dict(ds.params), "data_dir": data_dir,
-                 "image_size": ds.image_size, "channels": ds.channels,
-                 "n_classes": ds.n_classes, "mean": list(ds.mean), "std": list(ds.std),
-                 "n_train": len(ds), "n_test": None},
-        "transformations": [{"name": t.name, "n_classes": t.n_classes} for t in ts],
-        "seed": int(seed),
-        "progress": {"epoch": int(epoch) if isinstance(epoch, int) else 0, "step": 0,
-                     "finished": True},
-        "metrics": {"imported_from": str(path), "backbone_prefix": prefix,
-                    "note": "backbone from the file; projector and heads untrained"},
-    }
-
-
-def _library_version() -> str:
-    from . import __version__
-
-    return __version__

@@ -1,5 +1,5 @@
 """Checkpoints: weights_only round trip, atomic save, refusals with clear messages,
-describe, the bundled checkpoint, importers of the papers' formats."""
+describe, the bundled checkpoint."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import pytest
 import torch
 
 from essl_info.checkpoint import (SCHEMA_VERSION, bundled_checkpoint_path, describe_checkpoint,
-                                  import_checkpoint, load_checkpoint, model_from_checkpoint,
-                                  save_checkpoint)
+                                  load_checkpoint, model_from_checkpoint, save_checkpoint)
 from essl_info.errors import CheckpointError
-from essl_info.models import build_backbone
 from essl_info.train import TrainConfig, train
 
 TINY = dict(dataset="digits", image_size=8, trans_size=8, n_train=64, n_test=40, width=4,
@@ -137,51 +135,3 @@ def test_bundled_checkpoint_loads():
     # its recorded training metrics sit beside it
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["metrics"]["linear_probe_acc"] == ckpt["metrics"]["linear_probe_acc"]
-
-
-# ================================================================= foreign checkpoints
-def _essl_cifar_file(path, backbone):
-    """The layout of E-SSL's CIFAR code: {'epoch', 'state_dict'} with the backbone under
-    'encoder.' and again under 'net.0.', the projector under 'projector.net.'."""
-    sd = backbone.state_dict()
-    state = {f"encoder.{k}": v for k, v in sd.items()}
-    state.update({f"net.0.{k}": v for k, v in sd.items()})
-    state["projector.net.0.weight"] = torch.zeros(16, backbone.feature_dim)
-    torch.save({"epoch": 800, "state_dict": state}, path)
-
-
-@pytest.mark.parametrize("layout", ["essl_cifar", "enc", "backbone_dict", "ddp", "plain"])
-def test_import_papers_layouts(tmp_path, layout):
-    torch.manual_seed(1)
-    src = build_backbone("small_cnn", in_channels=1, width=4)
-    sd = src.state_dict()
-    path = tmp_path / f"{layout}.pth"
-    if layout == "essl_cifar":
-        _essl_cifar_file(path, src)
-    elif layout == "enc":
-        torch.save({f"enc.{k}": v for k, v in sd.items()}, path)
-    elif layout == "backbone_dict":
-        torch.save({"backbone": sd, "epoch": 3}, path)
-    elif layout == "ddp":
-        torch.save({"state_dict": {f"module.backbone.{k}": v for k, v in sd.items()}}, path)
-    else:
-        torch.save({**sd, "fc.weight": torch.zeros(10, 16), "fc.bias": torch.zeros(10)}, path)
-    ckpt = import_checkpoint(path, arch="small_cnn", dataset="digits", image_size=8,
-                             width=4)
-    model = model_from_checkpoint(ckpt)
-    src.eval()
-    x = torch.rand(4, 1, 8, 8)
-    mean, std = ckpt["model"]["mean"][0], ckpt["model"]["std"][0]
-    assert torch.allclose(model.features(x), src((x - mean) / std), atol=1e-6)
-    assert ckpt["metrics"]["imported_from"].endswith(path.name)
-    # the converted checkpoint is an ordinary one: it saves and reloads safely
-    load_checkpoint(save_checkpoint(ckpt, tmp_path / "converted.pt"))
-
-
-def test_import_rejects_the_wrong_arch(tmp_path):
-    torch.save({"state_dict": {f"encoder.{k}": v for k, v in
-                               build_backbone("small_cnn", 1, 4).state_dict().items()}},
-               tmp_path / "x.pth")
-    with pytest.raises(CheckpointError, match="resnet18_cifar"):
-        import_checkpoint(tmp_path / "x.pth", arch="resnet18_cifar", dataset="digits",
-                          image_size=8)

@@ -53,7 +53,17 @@ def test_tiny_run_end_to_end(tmp_path):
         train(_cfg(tmp_path))
 
 
-def test_loss_decreases_on_a_fixed_batch():
+@pytest.fixture
+def one_thread():
+    """One CPU thread, as train() uses for small images (two threads on a busy 2-core
+    machine run this loop several times slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_loss_decreases_on_a_fixed_batch(one_thread):
     torch.manual_seed(0)
     t = parse_transformations(["rotation4"])
     spec = model_spec(backbone="small_cnn", width=4, in_channels=1, image_size=8,
