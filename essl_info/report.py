@@ -27,19 +27,20 @@ CSV_COLUMNS = ("checkpoint", "dataset", "epoch", "step", "layer", "transformatio
 
 
 # ================================================================== small formatters
-def _num(x: float | None, width: int = 7) -> str:
-    return " " * (width - 1) + "-" if x is None else f"{x:{width}.3f}"
+def _r(x: float, digits: int = 3) -> float:
+    """Rounded for display, without a "-0.000" for a tiny negative value."""
+    return round(x, digits) + 0.0
 
 
 def _value_pm(e: Estimate) -> str:
-    se = "    -" if e.stderr is None else f"{e.stderr:5.3f}"
-    return f"{e.value:7.3f} ± {se}"
+    se = "    -" if e.stderr is None else f"{_r(e.stderr):5.3f}"
+    return f"{_r(e.value):7.3f} ± {se}"
 
 
 def _ci(e: Estimate) -> str:
     if e.ci is None:
         return " " * 17
-    return f"[{e.ci[0]:6.3f}, {e.ci[1]:6.3f}]"
+    return f"[{_r(e.ci[0]):6.3f}, {_r(e.ci[1]):6.3f}]"
 
 
 def _transformation(e: Estimate) -> str:
@@ -109,7 +110,7 @@ def format_rank_table(report: Report) -> str:
         ac = _get(report, "I(A;C)", t)
         rows.append([str(r["rank"]), t, str(r["n_classes"]),
                      _value_pm(h) if h else "-", _value_pm(i) if i else "-",
-                     _ci(i) if i else "-", f"{ac.value:.4f}" if ac else "-",
+                     _ci(i) if i else "-", f"{_r(ac.value, 4):.4f}" if ac else "-",
                      str(i.n if i else ""), r["verdict"]])
     out = [_describe(report), _render(header, rows)]
     reasons = [f"  {r['transformation']}: {r['reason']}" for r in

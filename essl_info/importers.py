@@ -1,0 +1,268 @@
+"""Checkpoints written by the papers' public code, turned into essl_info checkpoints.
+
+``import_foreign(path, arch=..., dataset=...)`` reads a foreign file without running code
+(``torch.load(weights_only=True)``; a pickle that needs code is refused with the reason),
+recognises its layout from ``FORMATS`` and returns a checkpoint dict of this library's schema
+(DESIGN §5) that ``model_from_checkpoint`` rebuilds. Every tensor in the file must be
+accounted for: the backbone (and, where the layout has one, the projector) is loaded key
+for key, known extra parts (heads, duplicate copies, optimizer state) are named in the
+format and skipped, and anything else is an error that lists the keys; a missing or
+misshapen backbone key is an error too. Nothing is loaded with ``strict=False``.
+
+Layouts (``FORMATS``; DDP ``module.`` prefixes are removed first):
+
+- ``essl-cifar``: Dangovski et al. (ICLR 2022), rdangovs/essl ``cifar10/main.py``:
+  ``{'epoch', 'state_dict'}`` of the ``Branch`` module, i.e. ``encoder.*`` (ResNet-18
+  with a 3×3 stem), ``projector.net.*`` (512-2048-2048 BN MLP), the same two again under
+  ``net.0.*`` / ``net.1.*`` (checked equal) and the rotation head ``predictor2.*``. Inputs
+  normalised with the code's CIFAR-10 constants.
+- ``essl-imagenet``: rdangovs/essl ``imagenet/simclr/main.py``: the final
+  ``{'backbone', 'projector', 'head'}`` (torchvision ResNet-50 without ``fc``, the
+  2048-2048-2048-128 BN projector, the online linear head) or the training
+  ``{'epoch', 'model', 'optimizer'}`` with DDP prefixes. ImageNet normalisation.
+- ``wang-essl``: Wang et al. (NeurIPS 2024), kaotty/Understanding-ESSL ``ESSL/models.py``:
+  a bare state dict with ``enc.*`` (torchvision ResNet, 3×3 stem on CIFAR),
+  ``projector.*`` (there the transformation-prediction head, K logits: not a projector,
+  not imported) and ``linear.*`` (online classifier). Inputs in [0, 1], unnormalised
+  (``transforms.ToTensor()`` only).
+
+``--arch`` names the backbone to build (``essl_info.models.BACKBONES``) and ``--dataset``
+the data to measure on (class count, image size).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .errors import CheckpointError
+
+CIFAR10_NORMALISATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+IMAGENET_NORMALISATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass(frozen=True)
+class ForeignFormat:
+    """One foreign layout. Prefixes refer to keys after flattening and prefix removal."""
+
+    name: str
+    source: str                       # the code that writes it
+    signature: str                    # a key whose presence identifies the layout
+    backbone: str                     # prefix of the backbone's torchvision-named keys
+    projector: str | None = None      # prefix of a projector in essl_info's MLP layout
+    projector_out_norm: str | None = None   # its last BatchNorm: "batch" | "batch_noaffine"
+    duplicates: dict = field(default_factory=dict)   # prefix -> prefix it must equal
+    skipped: dict = field(default_factory=dict)      # prefix -> what it is (not imported)
+    normalisation: tuple | None = None               # (mean, std) of that code's inputs
+
+
+FORMATS: dict[str, ForeignFormat] = {f.name: f for f in [
+    ForeignFormat(
+        "essl-cifar", "Dangovski et al. 2022, rdangovs/essl cifar10/main.py (Branch)",
+        signature="encoder.conv1.weight", backbone="encoder.", projector="projector.net.",
+        projector_out_norm="batch_noaffine",
+        duplicates={"net.0.": "encoder.", "net.1.net.": "projector.net."},
+        skipped={"predictor2.": "rotation-prediction head"},
+        normalisation=CIFAR10_NORMALISATION),
+    ForeignFormat(
+        "essl-imagenet", "Dangovski et al. 2022, rdangovs/essl imagenet/simclr/main.py",
+        signature="backbone.conv1.weight", backbone="backbone.", projector="projector.",
+        projector_out_norm="batch",
+        skipped={"head.": "online linear classifier", "online_head.": "online linear "
+                 "classifier", "rotation_projector.": "rotation-prediction head",
+                 "optimizer.": "optimizer state"},
+        normalisation=IMAGENET_NORMALISATION),
+    ForeignFormat(
+        "wang-essl", "Wang et al. 2024, kaotty/Understanding-ESSL ESSL/models.py",
+        signature="enc.conv1.weight", backbone="enc.",
+        skipped={"projector.": "transformation-prediction head (K logits, not a "
+                 "projector)", "linear.": "online linear classifier"},
+        normalisation=((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))),
+]}
+
+_CONTAINERS = ("state_dict.", "model.")   # top-level wrappers around a state dict
+
+
+# =========================================================================== reading
+def flatten_tensors(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Nested dicts/lists of tensors -> {dotted key: tensor}, DDP ``module.`` parts removed
+    (``{"model": {"module.backbone.conv1.weight": t}}`` -> ``model.backbone.conv1.weight``).
+    Non-tensor leaves (epoch numbers, hyper-parameters) are left out."""
+    out: dict[str, torch.Tensor] = {}
+    if isinstance(obj, torch.Tensor):
+        out[re.sub(r"(^|\.)module\.", r"\1", prefix[:-1])] = obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(flatten_tensors(v, f"{prefix}{k}."))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out.update(flatten_tensors(v, f"{prefix}{i}."))
+    return out
+
+
+def _strip_container(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove a ``state_dict.`` / ``model.`` wrapper (keeping ``optimizer.`` keys)."""
+    for c in _CONTAINERS:
+        if any(k.startswith(c) for k in flat):
+            return {(k[len(c):] if k.startswith(c) else k): v for k, v in flat.items()}
+    return flat
+
+
+def detect_format(flat: Mapping[str, torch.Tensor], source: str = "file") -> ForeignFormat:
+    for fmt in FORMATS.values():
+        if fmt.signature in flat:
+            return fmt
+    heads = sorted({k.split(".")[0] for k in flat})[:10]
+    raise CheckpointError(
+        f"{source}: unrecognised checkpoint layout (top-level key prefixes: {heads}); "
+        f"known foreign layouts: " + "; ".join(f"{f.name} ({f.signature})"
+                                             for f in FORMATS.values()))
+
+
+def _list(keys, n: int = 6) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def _take(flat: dict, prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+
+
+def _match(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor],
+           what: str, source: str, hint: str) -> None:
+    """Strict key-for-key comparison; an error lists missing / unexpected / misshapen."""
+    missing = set(expected) - set(got)
+    unexpected = set(got) - set(expected)
+    shapes = [k for k in set(expected) & set(got) if expected[k].shape != got[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_list(unexpected)}")
+        if shapes:
+            k = sorted(shapes)[0]
+            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {k}: file "
+                         f"{tuple(got[k].shape)} vs {tuple(expected[k].shape)}")
+        raise CheckpointError(f"{source}: {what} does not match ({'; '.join(parts)}); {hint}")
+
+
+def _projector_dims(weights: Mapping[str, torch.Tensor], source: str) -> list[int]:
+    """Layer sizes of an essl_info-layout MLP (Linear at 0, 3, 6, ...) from its weights."""
+    dims, i = [], 0
+    while f"{i}.weight" in weights and weights[f"{i}.weight"].ndim == 2:
+        w = weights[f"{i}.weight"]
+        dims = dims or [int(w.shape[1])]
+        dims.append(int(w.shape[0]))
+        i += 3
+    if len(dims) < 2:
+        raise CheckpointError(f"{source}: no projector Linear layers found "
+                              f"(keys: {_list(weights)})")
+    return dims
+
+
+# =========================================================================== import
+def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str | None = None,
+                   transformations: tuple[str, ...] = ("rotation4",), seed: int = 0,
+                   **dataset_params) -> dict:
+    """An essl_info checkpoint dict around the weights of a foreign file (see module doc).
+
+    ``arch``: backbone name (``resnet18_cifar``, ``resnet18``, ``resnet50``, ...);
+    ``dataset``: the registry name of the data it will be measured on (its class count and
+    image size go into the model spec). Heads other than the backbone and projector are
+    freshly initialised (seeded) and marked untrained in ``train["imported_parts"]``.
+    Raises ``CheckpointError`` naming the problem.
+    """
+    from .checkpoint import SCHEMA_VERSION, _raw_load, utc_now
+    from .data import load_dataset, parse_transformations
+    from .models import BACKBONES, ESSLModel, mlp_spec, model_spec
+    from . import __version__
+
+    if arch not in BACKBONES:
+        raise CheckpointError(f"--arch {arch!r} is not a known backbone; choose one of "
+                              f"{sorted(BACKBONES)}")
+    path = Path(path)
+    source = str(path)
+    raw = _raw_load(path)
+    if isinstance(raw, dict) and "schema_version" in raw:
+        raise CheckpointError(f"{source} is an essl_info checkpoint: measure it without "
+                              f"--arch")
+    flat = _strip_container(flatten_tensors(raw))
+    fmt = detect_format(flat, source)
+
+    # account for every tensor: backbone, projector, duplicates, skipped parts
+    claimed = [fmt.backbone, *fmt.duplicates, *fmt.skipped] + (
+        [fmt.projector] if fmt.projector else [])
+    stray = [k for k in flat if not any(k.startswith(p) for p in claimed)]
+    if stray:
+        raise CheckpointError(f"{source}: unexpected keys for the {fmt.name} layout "
+                              f"({fmt.source}): {_list(stray)}")
+    for dup, twin in fmt.duplicates.items():
+        for k, v in _take(flat, dup).items():
+            other = flat.get(twin + k)
+            if other is None or other.shape != v.shape or not torch.equal(other, v):
+                raise CheckpointError(f"{source}: {dup}{k} should duplicate {twin}{k} in "
+                                      f"the {fmt.name} layout but differs or is missing")
+
+    backbone_sd = _take(flat, fmt.backbone)
+    conv1 = backbone_sd.get("conv1.weight")
+    if conv1 is None or conv1.ndim != 4:
+        raise CheckpointError(f"{source}: no {fmt.backbone}conv1.weight in the file")
+    width, in_channels = int(conv1.shape[0]), int(conv1.shape[1])
+    try:
+        ds = load_dataset(dataset, split="test", data_dir=data_dir, seed=seed,
+                          **dataset_params)
+    except ValueError as e:
+        raise type(e)(f"{e} (the data to measure the imported model on)") from None
+    if ds.channels != in_channels:
+        raise CheckpointError(f"{source}: the backbone takes {in_channels}-channel images "
+                              f"but dataset {dataset!r} has {ds.channels}")
+    mean, std = fmt.normalisation or (ds.mean, ds.std)
+    ts = parse_transformations(list(transformations))
+    spec = model_spec(backbone=arch, width=width, in_channels=in_channels,
+                      image_size=ds.image_size, n_classes=ds.n_classes,
+                      transformations=[(t.name, t.n_classes) for t in ts], mean=mean, std=std)
+    parts = ["backbone"]
+    proj_sd = _take(flat, fmt.projector) if fmt.projector else {}
+    if proj_sd:
+        spec["projector"] = mlp_spec(_projector_dims(proj_sd, source), "batch",
+                                     fmt.projector_out_norm)
+        parts.append("projector")
+    with torch.random.fork_rng(devices=[]):   # building a network draws initial weights
+        torch.manual_seed(seed)
+        model = ESSLModel(spec)
+    _match(model.backbone.state_dict(), backbone_sd,
+           f"the backbone under {fmt.backbone!r} as {arch}", source, "check --arch")
+    model.backbone.load_state_dict(backbone_sd)
+    if proj_sd:
+        _match(model.projector.state_dict(), proj_sd, f"the projector under "
+               f"{fmt.projector!r}", source, "the layout's projector is not an essl_info MLP")
+        model.projector.load_state_dict(proj_sd)
+    epoch = raw.get("epoch") if isinstance(raw, dict) else None
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "library_version": __version__,
+        "created_utc": utc_now(),
+        "model": spec,
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "train": {"imported": True, "source": source, "format": fmt.name,
+                  "format_source": fmt.source, "arch": arch, "imported_parts": parts,
+                  "skipped": {p: what for p, what in fmt.skipped.items()
+                              if any(k.startswith(p) for k in flat)},
+                  "transforms": [t.name for t in ts]},
+        "data": {"dataset": dataset, "params": dict(ds.params), "data_dir": data_dir,
+                 "image_size": ds.image_size, "channels": ds.channels,
+                 "n_classes": ds.n_classes, "mean": list(mean), "std": list(std)},
+        "transformations": [{"name": t.name, "n_classes": t.n_classes} for t in ts],
+        "seed": int(seed),
+        "progress": {"epoch": int(epoch) if isinstance(epoch, int) else None, "step": None,
+                     "finished": True},
+        "metrics": {"imported_from": source},
+    }
+
+
+__all__ = ["FORMATS", "ForeignFormat", "detect_format", "flatten_tensors", "import_foreign"]
