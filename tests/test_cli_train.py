@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -15,12 +14,7 @@ TINY = ["--dataset", "digits", "--image-size", "8", "--trans-size", "8", "--n-tr
 
 
 @pytest.fixture
-def main(monkeypatch):
-    """``cli.main``; while the measure commands are not written yet, the command table
-    is limited to train and inspect (the functions under test are the real ones)."""
-    if importlib.util.find_spec("essl_info.measure") is None:
-        monkeypatch.setattr(cli, "COMMANDS", {k: cli.COMMANDS[k] for k in ("train",
-                                                                            "inspect")})
+def main():
     return cli.main
 
 
