@@ -16,21 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .data import parse_transformations
-from .data.augment import (AUGMENT_PRESETS, SIMCLR_JITTER, AugmentPreset, color_jitter,
-                           random_grayscale, random_resized_crop)
+from .data.augment import AUGMENT_PRESETS
 from .models import BACKBONES
-
-# The digits recipe's augmentation: SimCLR's colour jitter and grayscale with crops of at
-# least 25 % of the area and no flip. On 8x8 digits an 8 % crop keeps a stroke or two, and
-# digits are not mirror-symmetric; with this preset instead of "simclr" a 15-epoch run
-# reached kNN 0.89 / linear probe 0.98 / rotation 0.84 against 0.86 / 0.97 / 0.55 after 30
-# epochs (seed 0, measured while writing this). It belongs with the other presets in
-# essl_info.data.augment; registered in that table here until it moves there.
-AUGMENT_PRESETS.setdefault("crop_jitter", AugmentPreset(
-    "crop_jitter", ((random_resized_crop, {"scale": (0.25, 1.0)}),
-                    (color_jitter, SIMCLR_JITTER), (random_grayscale, {"p": 0.2})), True,
-    "random resized crop (scale 0.25-1) + colour jitter 0.8 + grayscale 0.2, no flip: "
-    "small images of classes that are not mirror-symmetric (digits, glyphs)"))
 
 SSL_CHOICES = ("simclr", "ntxent", "simsiam", "none")
 CLASS_INFO = ("normal", "add", "eliminate")

@@ -236,6 +236,16 @@ AUGMENT_PRESETS: dict[str, AugmentPreset] = {
                                       (random_grayscale, {"p": 0.2}),
                                       (random_blur, {"p": 0.5})), True,
                       "SimCLR ImageNet recipe: simclr + Gaussian blur 0.5"),
+        # The digits recipe: on 8x8 digits an 8 % crop keeps a stroke or two, and digits are
+        # not mirror-symmetric. With this preset a 15-epoch run reached kNN 0.89 / linear
+        # probe 0.98 / rotation 0.84 against 0.86 / 0.97 / 0.55 after 30 epochs of "simclr"
+        # (seed 0, small_cnn).
+        AugmentPreset("crop_jitter", ((random_resized_crop, {"scale": (0.25, 1.0)}),
+                                      (color_jitter, SIMCLR_JITTER),
+                                      (random_grayscale, {"p": 0.2})), True,
+                      "random resized crop (scale 0.25-1) + colour jitter 0.8 + grayscale "
+                      "0.2, no flip: small images of classes that are not mirror-symmetric "
+                      "(digits, glyphs)"),
     )
 }
 
