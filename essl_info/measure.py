@@ -54,14 +54,7 @@ def load_for_measure(checkpoint, *, arch: str | None = None, dataset=None,
                              "checkpoint on")
         return import_foreign(path, arch=arch, dataset=dataset, data_dir=data_dir,
                               seed=seed, **dict(dataset_params or {})), str(path)
-    try:
-        return load_checkpoint(path), str(path)
-    except CheckpointError as e:
-        if "without 'schema_version'" in str(e):
-            raise CheckpointError(f"{path} is not an essl_info checkpoint; if it comes from "
-                                  f"the papers' code, pass --arch and --dataset to import "
-                                  f"it") from None
-        raise
+    return load_checkpoint(path), str(path)
 
 
 def measurement_dataset(ckpt: Mapping[str, Any], dataset=None, *, split: str = "test",

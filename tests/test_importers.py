@@ -196,7 +196,7 @@ def test_measure_an_imported_checkpoint(tmp_path):
                   dataset_params={"image_size": 16, "n_images": 64, "n_test": 24})
     assert rep.provenance["imported"] and rep.provenance["epoch"] == 9
     assert rep.get("I(A;Z)", "probe").n == 16 * 4
-    with pytest.raises(CheckpointError, match="pass --arch and --dataset"):
+    with pytest.raises(CheckpointError, match="measure --arch ARCH --dataset NAME"):
         measure(path)
 
 

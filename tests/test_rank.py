@@ -1,0 +1,129 @@
+"""rank_transforms: the data-level quantities against rotation-world's exact enumeration,
+the verdicts of the theory on digits, cross-fitting and determinism."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from essl_info import rank_transforms
+from essl_info.data import get_transformation, load_dataset
+from essl_info.data.rotation_world import exact_information
+from essl_info.rank import (VERDICTS, PredictorConfig, _folds, cross_fitted_losses,
+                            transformed_rows, verdict)
+
+
+@pytest.mark.slow
+def test_rotation_world_recovers_exact_information_and_its_order():
+    """Two settings: the issue's reference (m=2, eps=0.1, delta=0.5) and one with the
+    lighting shortcut on half the images; 4,000 images each (~30 s of CPU each)."""
+    settings = [dict(m=2, eps=0.1, delta=0.5, s=0.0), dict(m=2, eps=0.1, delta=0.1, s=0.5)]
+    got, truth = [], []
+    for knobs in settings:
+        rep = rank_transforms("rotation-world", "rotation4", n_images=4000, n_test=8,
+                              **knobs)
+        ex = exact_information(**knobs)
+        h, i = rep.get("H(A|X)"), rep.get("I(A;C|X)")
+        assert abs(h.value - ex["H(A|X)"]) < 0.05, (knobs, h.value, ex["H(A|X)"])
+        assert abs(i.value - ex["I(A;C|X)"]) < 0.05, (knobs, i.value, ex["I(A;C|X)"])
+        assert abs(rep.get("I(A;C)").value) < 1e-9     # all four labels of every image
+        got.append((i.value, h.value))
+        truth.append((ex["I(A;C|X)"], ex["H(A|X)"]))
+    assert np.argsort([g[0] for g in got]).tolist() == np.argsort(
+        [t[0] for t in truth]).tolist()
+    assert np.argsort([g[1] for g in got]).tolist() == np.argsort(
+        [t[1] for t in truth]).tolist()
+
+
+def test_digits_invert_is_a_shortcut_and_grayscale_is_invisible():
+    cfg = PredictorConfig(max_epochs=12, patience=3)
+    rep = rank_transforms("digits", "grayscale,invert", n_images=150, config=cfg, seed=1)
+    verdicts = {r["transformation"]: r["verdict"] for r in rep.extra["ranking"]}
+    assert verdicts == {"invert": "lossless/shortcut", "grayscale": "uninformative"}
+    assert [r["rank"] for r in rep.extra["ranking"]] == [1, 2]
+    for t in ("invert", "grayscale"):
+        for q in ("I(A;C)", "H(A|X)", "I(A;C|X)"):
+            e = next(e for e in rep.estimates if e.quantity == q and
+                     e.params["transformation"] == t)
+            assert math.isfinite(e.value) and e.n == 300 and e.stderr is not None
+    # on one channel grayscale is the identity: A is invisible, CE stays at log 2
+    h = next(e for e in rep.estimates if e.quantity == "H(A|X)" and
+             e.params["transformation"] == "grayscale")
+    assert h.value == pytest.approx(math.log(2), abs=0.02)
+
+
+def _reading(**kw):
+    base = dict(h=0.5, h_se=0.01, h_xc=0.3, h_xc_se=0.01, i=0.2, i_se=0.01,
+                log_k=math.log(4), tol=0.02)
+    return {**base, **kw}
+
+
+@pytest.mark.parametrize("reading, expected", [
+    (_reading(h=1.38, h_xc=1.38, i=0.0), "uninformative"),
+    (_reading(h=0.01, h_xc=0.01, i=0.0), "lossless/shortcut"),
+    (_reading(), "synergistic"),
+    (_reading(i=0.03, i_se=0.01), "class-irrelevant"),
+])
+def test_verdicts_follow_the_theory(reading, expected):
+    name, reason = verdict(reading)
+    assert name == expected and reason
+    assert [v.name for v in VERDICTS][-1] == "class-irrelevant"   # the fallback
+
+
+def _toy(n_images=40, seed=0):
+    ds = load_dataset("digits", split="test", image_size=8).subset(np.arange(n_images))
+    t = get_transformation("hflip")
+    return ds, transformed_rows(ds.images, ds.labels, t, mean=ds.mean, std=ds.std,
+                                labels_per_image=None, rng=np.random.default_rng(seed))
+
+
+def test_cross_fitting_is_deterministic_and_leaves_global_rngs_alone():
+    ds, (x, a, c, image) = _toy()
+    cfg = PredictorConfig(max_epochs=3, patience=2, folds=2, width=4, hidden=8)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    one = cross_fitted_losses(x, a, c, image, n_labels=2, n_classes=10, cfg=cfg, seed=5)
+    two = cross_fitted_losses(x, a, c, image, n_labels=2, n_classes=10, cfg=cfg, seed=5)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    assert torch.equal(torch_state, torch.get_rng_state())
+    assert np.array_equal(np_state, np.random.get_state()[1])
+    assert np.all(np.isfinite(one[0])) and np.all(one[0] >= 0)
+    assert len(one[2]["folds"]) == 2
+
+
+def test_folds_keep_images_together_and_balance_classes():
+    classes = np.repeat(np.arange(5), 12)
+    fold = _folds(classes, 3, np.random.default_rng(0))
+    for cls in range(5):
+        assert np.bincount(fold[classes == cls], minlength=3).tolist() == [4, 4, 4]
+
+
+def test_transformed_rows_sample_labels_for_large_k():
+    ds = load_dataset("digits", split="test", image_size=8).subset(np.arange(10))
+    t = get_transformation("jigsaw4")
+    x, a, c, image = transformed_rows(ds.images, ds.labels, t, mean=ds.mean, std=ds.std,
+                                      labels_per_image=None, rng=np.random.default_rng(0))
+    assert x.shape == (40, 1, 8, 8) and np.bincount(image).tolist() == [4] * 10
+    for i in range(10):
+        assert len(set(a[image == i].tolist())) == 4     # distinct labels per image
+    np.testing.assert_array_equal(c.numpy(), ds.labels.numpy()[image])
+    # row = the normalised transformation of its image under its label
+    ref = (t.apply(ds.images[image[:3]], a[:3]) - ds.mean[0]) / ds.std[0]
+    torch.testing.assert_close(x[:3], ref)
+    with pytest.raises(ValueError, match="labels_per_image must lie in 1..24"):
+        transformed_rows(ds.images, ds.labels, t, mean=ds.mean, std=ds.std,
+                         labels_per_image=30, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"transforms": "rotation4,spin"}, "unknown transformation 'spin'"),
+    ({"n_images": 3}, "n_images must be at least 6"),
+    ({"dataset": 3}, "dataset must be a name or an ImageDataset"),
+    ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+    ({"device": "tpu"}, "device must be 'cpu', 'cuda', 'cuda:N' or 'auto'"),
+])
+def test_bad_inputs(kwargs, match):
+    args = {"dataset": "digits", "transforms": "hflip", "n_images": 20, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        rank_transforms(args.pop("dataset"), args.pop("transforms"), **args)
