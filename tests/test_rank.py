@@ -10,8 +10,9 @@ import torch
 from essl_info import rank_transforms
 from essl_info.data import get_transformation, load_dataset
 from essl_info.data.rotation_world import exact_information
-from essl_info.rank import (VERDICTS, PredictorConfig, _folds, cross_fitted_losses,
-                            transformed_rows, verdict)
+from essl_info.rank import VERDICTS, transformed_rows, verdict
+from essl_info.transform_predictors import (PredictorConfig, cross_fitted_losses,
+                                            stratified_folds)
 
 
 @pytest.mark.slow
@@ -94,7 +95,7 @@ def test_cross_fitting_is_deterministic_and_leaves_global_rngs_alone():
 
 def test_folds_keep_images_together_and_balance_classes():
     classes = np.repeat(np.arange(5), 12)
-    fold = _folds(classes, 3, np.random.default_rng(0))
+    fold = stratified_folds(classes, 3, np.random.default_rng(0))
     for cls in range(5):
         assert np.bincount(fold[classes == cls], minlength=3).tolist() == [4, 4, 4]
 
