@@ -23,8 +23,10 @@ estimator 1. Special cases:
   Its bias: like Frenzel-Pompe, the kNN bias of the three local density ratios is shared
   and largely cancels, but for a smooth high-dimensional z the same-(a,c) neighbourhood is
   wide, the label proportions are averaged over it, and the estimate shrinks towards 0
-  (biased low in high dimension; tests/test_knn.py measures it on a task with a closed
-  form). When a label combination has <= k points, those points use k_i = (size - 1) and
+  (biased low in high dimension). Measured on A, C ~ Bern(1/2), Z = 2 (A xor C) + noise
+  (truth 0.337 nats, tests/test_knn.py), n = 4000: +0.004 with a 1-D z, -0.008 with 7
+  extra noise dimensions, -0.06 with 15; with no signal (truth 0) |estimate| < 0.01.
+  When a label combination has <= k points, those points use k_i = (size - 1) and
   singletons are dropped (as scikit-learn's ``mutual_info_classif`` does), with a warning.
 - ``ksg2``: Kraskov estimator 2 (eq. 9): psi(k) - 1/k + psi(N) - <psi(n_x) + psi(n_y)>, with
   closed counts against each marginal's own radius.

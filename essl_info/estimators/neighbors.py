@@ -22,7 +22,9 @@ Conventions (shared by all backends, so they give identical counts):
   NPEET), ``"closed"`` d <= eps (Ross, KSG estimator 2), ``"gao"`` d < eps when eps > 0 and
   d == 0 when eps == 0 (Gao et al. 2017);
 - distances are float64 (max-norm distances are exact; Euclidean ones use one canonical
-  sequential sum, ``neighbors_numba.exact_block_distance``).
+  sequential sum, ``neighbors_numba.exact_block_distance``);
+- a subspace made of discrete blocks only is counted without a search (all points with the
+  same codes, at distance 0).
 
 Backends (``backend=``): ``"kdtree"`` (scipy cKDTree, ``workers=-1``; max-norm blocks only;
 best in low dimension), ``"numba"`` (compiled brute force, float32 filter + exact float64

@@ -80,13 +80,30 @@ def _codes_match(codes, flags, i, j):
 @njit(cache=True, fastmath=True)
 def _block_rows(xt32, c0, c1, euclid, i0, nq, out):
     """out[q, j] = float32 distance between points i0+q and j over columns c0..c1-1.
-    ``out`` (_QB, n) must be zero on entry. fastmath only here: it lets max/abs vectorise;
-    the error bound ``delta`` covers any reassociation."""
+    ``out`` (_QB, n) must be zero on entry. Four columns per pass over the accumulators
+    (one load and one store of out[q, j] per four coordinates). fastmath only here: it
+    lets max/abs vectorise; the error bound ``delta`` covers any reassociation."""
     n = xt32.shape[1]
+    c4 = c0 + (c1 - c0) // 4 * 4
     for jc in range((n + _JC - 1) // _JC):
         j0 = np.uint64(jc * _JC)  # unsigned: no negative-index wraparound, so it vectorises
         j1 = np.uint64(min(jc * _JC + _JC, n))
-        for c in range(c0, c1):
+        for c in range(c0, c4, 4):
+            r0, r1, r2, r3 = xt32[c], xt32[c + 1], xt32[c + 2], xt32[c + 3]
+            for q in range(nq):
+                i = i0 + q
+                a0, a1, a2, a3 = r0[i], r1[i], r2[i], r3[i]
+                dq = out[q]
+                if euclid:
+                    for j in range(j0, j1):
+                        t0, t1, t2, t3 = r0[j] - a0, r1[j] - a1, r2[j] - a2, r3[j] - a3
+                        dq[j] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+                else:
+                    for j in range(j0, j1):
+                        m01 = max(abs(r0[j] - a0), abs(r1[j] - a1))
+                        m23 = max(abs(r2[j] - a2), abs(r3[j] - a3))
+                        dq[j] = max(dq[j], max(m01, m23))
+        for c in range(c4, c1):
             row = xt32[c]
             for q in range(nq):
                 xi = row[i0 + q]
@@ -326,7 +343,7 @@ def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c
     kmax (nb, n) float64 max block distance over the k nearest (zeros unless want_kmax);
     nzero (n,) int64 exact joint ties at distance 0 (self excluded).
 
-    Parallelism: contiguous ranges of query blocks in ``threads`` Python threads (default
+    Parallelism: ranges of query blocks shared out to ``threads`` Python threads (default
     ``numba.config.NUMBA_NUM_THREADS``), each running the GIL-free compiled kernel. (numba's
     own ``prange`` under the OpenMP layer spin-waits between calls, which cost ~35 ms of
     CPU per call on a shared 2-core machine and dominated the many small calls of
@@ -349,9 +366,12 @@ def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c
     if threads <= 1 or n * xt32.shape[0] < 20_000:  # too small to be worth a thread
         _stats_blocks(0, nqb, *args)
     else:
-        bounds = np.linspace(0, nqb, threads + 1).astype(np.int64)
+        # 8 ranges per thread, handed out as threads free up: balanced even when another
+        # process takes one of the cores for a while
+        parts = min(nqb, 8 * threads)
+        bounds = np.linspace(0, nqb, parts + 1).astype(np.int64)
         list(_executor(threads).map(lambda t: _stats_blocks(bounds[t], bounds[t + 1], *args),
-                                    range(threads)))
+                                    range(parts)))
     return eps, counts, kmax, nzero
 
 
