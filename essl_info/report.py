@@ -240,20 +240,20 @@ def plot_report(report: Report, path: str | Path) -> Path:
         if e.method not in methods:
             methods.append(e.method)
     several_t = len({t for t, _ in groups}) > 1
-    width = 0.8 / max(len(methods), 1)
+    bars = [[e for m in methods if (e := _get(report, q, t, m)) is not None]
+            for t, q in groups]
+    width = 0.8 / max(len(b) for b in bars)
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 2), 4.0))
-    for j, m in enumerate(methods):
-        xs, ys, lo, hi = [], [], [], []
-        for i, (t, q) in enumerate(groups):
-            e = _get(report, q, t, m)
-            if e is None:
-                continue
-            xs.append(i + (j - (len(methods) - 1) / 2) * width)
-            ys.append(e.value)
-            d = _err(e)
-            lo.append(d[0])
-            hi.append(d[1])
-        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=3, label=m)
+    labelled: set[str] = set()
+    for i, ests in enumerate(bars):   # the bars of a group are centred on its tick
+        for j, e in enumerate(ests):
+            x = i + (j - (len(ests) - 1) / 2) * width
+            lo, hi = _err(e)
+            ax.bar([x], [e.value], width=width, yerr=[[lo], [hi]], capsize=3,
+                   color=colours[e.method],
+                   label=None if e.method in labelled else e.method)
+            labelled.add(e.method)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{q}\n{t}" if several_t else q for t, q in groups], fontsize=9)
