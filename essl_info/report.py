@@ -130,6 +130,14 @@ def _get(report: Report, quantity: str, transformation: str, method: str | None 
     return None
 
 
+def _primary(report: Report, quantity: str, transformation: str, method: str | None
+             ) -> Estimate | None:
+    """The estimate by ``method`` or, for a quantity that method does not estimate (the
+    plug-in I(A;C)), the first one."""
+    return _get(report, quantity, transformation, method) or _get(report, quantity,
+                                                                  transformation)
+
+
 def format_runs_table(reports: Sequence[Report], *, method: str | None = None) -> str:
     """Several checkpoints: one row per checkpoint (sorted by epoch), one column per
     (transformation, quantity) holding the first estimate of ``method`` (default: the
@@ -146,7 +154,7 @@ def format_runs_table(reports: Sequence[Report], *, method: str | None = None) -
     for rep in sorted(reports, key=_epoch_key):
         row = [Path(rep.checkpoint or "?").name, str(rep.provenance.get("epoch", "-"))]
         for t, q in columns:
-            e = _get(rep, q, t, method)
+            e = _primary(rep, q, t, method)
             row.append(_value_pm(e) if e else "-")
         rows.append(row)
     out = [_render(header, rows)]
@@ -290,7 +298,7 @@ def plot_runs(reports: Sequence[Report], path: str | Path, *, method: str | None
     nrow = math.ceil(len(keys) / ncol) or 1
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol, 2.8 * nrow), squeeze=False)
     for ax, (t, q) in zip(axes.ravel(), keys):
-        pts = [(x if use_epoch else i, _get(rep, q, t, method))
+        pts = [(x if use_epoch else i, _primary(rep, q, t, method))
                for i, (x, rep) in enumerate(zip(xs_all, reports))]
         pts = [(x, e) for x, e in pts if e is not None]
         xs = [x for x, _ in pts]

@@ -67,6 +67,8 @@ def test_runs_table_one_row_per_checkpoint_sorted_by_epoch():
     assert lines[0].split()[:2] == ["checkpoint", "epoch"]
     assert lines[2].startswith("early.pt") and lines[3].startswith("late.pt")
     assert "1.000 ± 0.020" in lines[3]
+    # I(A;C) has no probe estimate: its plug-in value is shown rather than a gap
+    assert lines[3].split()[2:5] == ["0.000", "±", "0.000"]
 
 
 def test_rank_table():
