@@ -196,7 +196,7 @@ def test_channels_last_training_matches_contiguous(tmp_path):
 
 
 DDP_SCRIPT = """
-import sys, torch, torch.distributed as dist
+import pathlib, sys, torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from essl_info.losses import cross_view_infonce
 from essl_info.runtime import gather, init_distributed, plan_runtime
@@ -219,7 +219,8 @@ assert torch.allclose(lin.weight.grad, ref.weight.grad, atol=1e-6), "DDP gradien
 # 2. a tiny training run in the same process group: each process gets half the batch,
 #    rank 0 evaluates and writes the files
 res = train(TrainConfig(**{TINY}, out=sys.argv[1], device="cpu"))
-print("rank", rt.rank, "ok", res.epochs_done)
+# one file per rank: the two processes' stdout interleave
+(pathlib.Path(sys.argv[1]) / f"rank{rt.rank}.ok").write_text(str(res.epochs_done))
 dist.destroy_process_group()
 """
 
@@ -235,7 +236,8 @@ def test_ddp_on_cpu_with_torchrun(tmp_path):
          "2", str(script), str(tmp_path / "run")],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "rank 0 ok 2" in proc.stdout and "rank 1 ok 2" in proc.stdout
+    for rank in (0, 1):
+        assert (tmp_path / "run" / f"rank{rank}.ok").read_text() == "2", f"rank {rank}"
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert ckpt["progress"]["finished"]
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
