@@ -85,7 +85,7 @@ def measurement_dataset(ckpt: Mapping[str, Any], dataset=None, *, split: str = "
         return load_dataset(name, split=split, **kw)
     except DataError as e:
         hint = "" if kw.get("data_dir") else " (pass --data-dir)"
-        raise DataError(f"cannot load the checkpoint's dataset: {e}{hint}") from None
+        raise DataError(f"cannot load dataset {name!r} to measure on: {e}{hint}") from None
 
 
 def _transformations(ckpt: Mapping[str, Any], requested) -> list[str]:

@@ -55,13 +55,43 @@ def _seeded_conv(c_in: int, c_out: int, generator: torch.Generator) -> nn.Conv2d
 CLASS_INPUT_SCALE = 4.0
 
 
+class ClassConditionalHead(nn.Module):
+    """q(a|x,c) from features h: hidden = ReLU(W1 [h, s·onehot(c)] + b1), then a shared
+    output layer plus one per class: logits = (W2 + U_c) hidden + b2 + B_c.
+
+    The per-class layer is what the task asks for (a class-specific map from what the image
+    shows to the label, e.g. a = o − φ(c) on rotation-world); through the hidden layer alone
+    the head learnt it slowly: on rotation-world with m = 4 classes its held-out CE stayed
+    0.09 nats above the Bayes CE (I(A;C|X) 0.19 for 0.25) against 0.05 (0.24) with it.
+    ``forward(h (n, d), c (n,) int64) -> (n, K)``.
+    """
+
+    def __init__(self, d: int, n_classes: int, n_labels: int, hidden: int,
+                 generator: torch.Generator):
+        super().__init__()
+        self.n_classes = n_classes
+        self.hidden = nn.Sequential(seeded_linear(d + n_classes, hidden, generator), nn.ReLU())
+        self.out = seeded_linear(hidden, n_labels, generator)
+        bound = 1.0 / math.sqrt(hidden)   # nn.Linear's default scale, per class
+        self.class_weight = nn.Parameter(
+            torch.empty(n_classes, n_labels, hidden).uniform_(-bound, bound,
+                                                              generator=generator))
+        self.class_bias = nn.Parameter(torch.zeros(n_classes, n_labels))
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(c, self.n_classes).to(h.dtype) * CLASS_INPUT_SCALE
+        z = self.hidden(torch.cat([h, onehot], dim=1))                         # (n, hidden)
+        per_class = torch.bmm(self.class_weight[c], z.unsqueeze(2)).squeeze(2)  # (n, K)
+        return self.out(z) + per_class + self.class_bias[c]
+
+
 class TransformationPredictor(nn.Module):
     """A small CNN trunk h(x) with two MLP heads: logits of q(a|x) and of q(a|x,c).
 
     The trunk halves the resolution (3x3 conv-ReLU-maxpool) until it is at most 4 px and
     ends with a conv-ReLU; h(x) concatenates that map flattened (the spatial layout that
     reveals rotations and patch permutations) and its global max (the same evidence
-    wherever the object sits). The q(a|x,c) head sees [h(x), scaled onehot(c)].
+    wherever the object sits). The q(a|x,c) head is a :class:`ClassConditionalHead`.
     ``forward(x (n,C,H,W), c (n,) int64) -> (logits_x (n,K), logits_xc (n,K))``.
     """
 
@@ -76,17 +106,14 @@ class TransformationPredictor(nn.Module):
         layers += [_seeded_conv(c_in, w, generator), nn.ReLU()]
         self.trunk = nn.Sequential(*layers)
         feat = w * size * size + w
-        self.n_classes = n_classes
         self.head_x = nn.Sequential(seeded_linear(feat, cfg.hidden, generator), nn.ReLU(),
                                     seeded_linear(cfg.hidden, n_labels, generator))
-        self.head_xc = nn.Sequential(seeded_linear(feat + n_classes, cfg.hidden, generator),
-                                     nn.ReLU(), seeded_linear(cfg.hidden, n_labels, generator))
+        self.head_xc = ClassConditionalHead(feat, n_classes, n_labels, cfg.hidden, generator)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.trunk(x)  # (n, w, s, s)
         h = torch.cat([f.flatten(1), f.amax(dim=(2, 3))], dim=1)
-        onehot = F.one_hot(c, self.n_classes).to(h.dtype) * CLASS_INPUT_SCALE
-        return self.head_x(h), self.head_xc(torch.cat([h, onehot], dim=1))
+        return self.head_x(h), self.head_xc(h, c)
 
 
 @torch.no_grad()
@@ -216,5 +243,5 @@ def cross_fitted_losses(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
     return nll_x, nll_xc, {"folds": info}
 
 
-__all__ = ["CLASS_INPUT_SCALE", "PredictorConfig", "TransformationPredictor",
+__all__ = ["CLASS_INPUT_SCALE", "ClassConditionalHead", "PredictorConfig", "TransformationPredictor",
            "cross_fitted_losses", "fit_predictor", "stratified_folds"]
