@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -84,6 +85,7 @@ def subsample_stderr(
     min_rows: int = 2,
     max_blocks: int = 10,
     seed: int = 0,
+    workers: int = 1,
 ) -> Subsampling:
     """Standard error of ``stat(all rows)`` by subsampling without replacement.
 
@@ -95,6 +97,8 @@ def subsample_stderr(
     min_size   : preferred smallest block (B = n // min_size, clipped to 2..max_blocks)
     min_rows   : the statistic needs at least this many rows (else stderr None)
     seed       : seeds the random partitions
+    workers    : evaluate the subsamples in this many threads (``stat`` must be thread-safe
+                 and should release the GIL, as the compiled kNN kernels do)
     """
     if isinstance(subsamples, bool) or not isinstance(subsamples, (int, np.integer)) \
             or subsamples < 0:
@@ -108,19 +112,27 @@ def subsample_stderr(
         return Subsampling(None, np.zeros(0), 0.0, 0,
                            f"too few rows ({n}) or groups ({len(units)}) to subsample")
     rng = np.random.default_rng(seed)
-    values, sizes = [], []
+    subsets = []
     for _ in range(math.ceil(subsamples / n_blocks)):
         perm = rng.permutation(len(units))
         for part in np.array_split(perm, n_blocks):
             rows = part if groups is None else np.concatenate([members[u] for u in part])
-            rows = np.sort(rows)
-            if len(rows) < min_rows:
-                continue
-            try:
-                values.append(float(stat(rows)))
-            except ValueError:  # a degenerate subsample (e.g. one class only): skip it
-                continue
-            sizes.append(len(rows))
+            if len(rows) >= min_rows:
+                subsets.append(np.sort(rows))
+
+    def safe(rows: np.ndarray) -> float | None:
+        try:
+            return float(stat(rows))
+        except ValueError:  # a degenerate subsample (e.g. one class only): skip it
+            return None
+
+    if workers > 1:  # results in subset order, so the same for any number of workers
+        with ThreadPoolExecutor(workers, thread_name_prefix="essl-subsample") as pool:
+            results = list(pool.map(safe, subsets))
+    else:
+        results = [safe(rows) for rows in subsets]
+    values = [v for v in results if v is not None]
+    sizes = [len(rows) for rows, v in zip(subsets, results) if v is not None]
     values_arr = np.asarray(values)
     if len(values_arr) < 2:
         return Subsampling(None, values_arr, 0.0, n_blocks, "fewer than 2 usable subsamples")

@@ -45,6 +45,13 @@ def test_disabled_small_and_deterministic():
     assert a.stderr == b.stderr and np.array_equal(a.values, b.values)
 
 
+def test_parallel_subsamples_give_the_same_result():
+    f = np.random.default_rng(3).random(2000)
+    a = subsample_stderr(lambda r: f[r].mean(), 2000, seed=2, workers=1)
+    b = subsample_stderr(lambda r: f[r].mean(), 2000, seed=2, workers=3)
+    assert a.stderr == b.stderr and np.array_equal(a.values, b.values)
+
+
 def test_failed_subsamples_are_skipped():
     f = np.arange(1000.0)
 

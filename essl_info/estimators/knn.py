@@ -55,6 +55,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 
+import numba
 import numpy as np
 from scipy.special import digamma
 
@@ -180,9 +181,11 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
               groups, params: dict) -> Estimate:
     """Run ``value_fn`` on all rows and on subsamples (stderr); package an Estimate."""
     value, info = value_fn(blocks)
+    # small subsamples run the kernel on one thread each, several subsamples at a time
     sub = subsample_stderr(lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n,
                            groups=groups, subsamples=subsamples, min_rows=2 * k + 2,
-                           seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]))
+                           seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]),
+                           workers=numba.config.NUMBA_NUM_THREADS)
     if info.get("dropped"):
         warnings.warn(f"{info['dropped']} point(s) left out: their label combination (or "
                       "stratum of cond) has too few rows to find neighbours in",

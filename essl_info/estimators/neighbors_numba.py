@@ -363,7 +363,8 @@ def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c
             radius_src, kvec, kbuf, count_mode, want_kmax, eps, counts, kmax, nzero)
     nqb = (n + _QB - 1) // _QB
     threads = min(threads or numba.config.NUMBA_NUM_THREADS, nqb)
-    if threads <= 1 or n * xt32.shape[0] < 20_000:  # too small to be worth a thread
+    if threads <= 1 or n * xt32.shape[0] < 200_000:  # small: one thread (callers such as
+        # subsampling run several small problems in parallel instead)
         _stats_blocks(0, nqb, *args)
     else:
         # 8 ranges per thread, handed out as threads free up: balanced even when another
