@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from .errors import CheckpointError, DataError
 from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
@@ -147,7 +148,8 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     if layer == "projector" and parts is not None and "projector" not in parts:
         raise ValueError(f"{name} was imported without a projector (its layout has none); "
                          f"measure --layer backbone")
-    model = model_from_checkpoint(ckpt, device=device)
+    with torch.random.fork_rng(devices=[]):   # building the network draws initial weights
+        model = model_from_checkpoint(ckpt, device=device)
     ds = measurement_dataset(ckpt, dataset, split=split, data_dir=data_dir,
                              dataset_params=dataset_params)
     if n_images is not None:

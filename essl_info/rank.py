@@ -3,7 +3,7 @@ measured on the data before any training.
 
 For each transformation T with K labels, every image X̄ is shown under (all or a few of)
 its labels A, giving X = T_A(X̄). Two small CNN predictors are trained on X:
-q(a|x) and q(a|x,c) (the same network with the one-hot class appended before its head).
+q(a|x) and q(a|x,c) (one trunk, two heads; the second also sees the class).
 With held-out cross-entropies (cross-fitted over images: all copies of an image sit in one
 fold, and the predictors never saw the image whose loss they score)
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from measure_helpers import collapsed_checkpoint, diverged_checkpoint, tiny_checkpoint
 
 from essl_info import measure
@@ -100,10 +101,13 @@ def test_methods_and_quantity_selection():
     assert rep.estimates[0].params["pca_dims"] <= 10
 
 
-def test_same_seed_same_numbers():
+def test_same_seed_same_numbers_and_global_rngs_untouched():
     kw = dict(quantities=["I(A;C|Z)"], n_images=40, seed=3)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
     a, b = measure(tiny_checkpoint(), **kw), measure(tiny_checkpoint(), **kw)
     assert [e.value for e in a.estimates] == [e.value for e in b.estimates]
+    assert torch.equal(torch_state, torch.get_rng_state())
+    assert np.array_equal(np_state, np.random.get_state()[1])
 
 
 @pytest.mark.parametrize("kwargs, match", [
