@@ -28,6 +28,7 @@ import torch
 
 from .errors import CheckpointError, DataError
 from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
+from .estimators.probe_families import resolve_device
 from .rank import rank_transforms
 from .types import Report
 
@@ -142,6 +143,7 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         raise ValueError(f"method must be one of {sorted(METHOD_CHOICES)}, got {method!r}")
     if layer not in LAYERS:
         raise ValueError(f"layer must be one of {sorted(LAYERS)}, got {layer!r}")
+    device = str(resolve_device(device))
     ckpt, name = load_for_measure(checkpoint, arch=arch, dataset=dataset, data_dir=data_dir,
                                   seed=seed, dataset_params=dataset_params)
     parts = ckpt.get("train", {}).get("imported_parts")
@@ -224,7 +226,7 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
                    "(resnet18_cifar, resnet18, resnet50); needs --dataset")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     out.add_argument("--csv", default=None, metavar="FILE", help="write the estimates as CSV")

@@ -24,7 +24,6 @@ The predictors and their cross-fitting live in ``transform_predictors``.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
@@ -34,6 +33,7 @@ import torch
 
 from .estimators.classifiers import torch_threads
 from .estimators.probe import clustered_mean
+from .estimators.probe_families import resolve_device
 from .transform_predictors import PredictorConfig, cross_fitted_losses
 from .types import Estimate, Report
 
@@ -136,16 +136,6 @@ def _resolve_dataset(dataset, *, split, image_size, data_dir, seed, dataset_para
                         seed=seed, **dataset_params)
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return torch.device(device)
-
-
 def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
                     seed: int = 0, n_images: int | None = None,
                     labels_per_image: int | None = None, split: str = "train",
@@ -189,7 +179,7 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
 
     t0 = time.perf_counter()
     cfg = config or PredictorConfig()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     ts = [t if isinstance(t, Transformation) else None for t in
           (transforms if not isinstance(transforms, str) else [])]
     if isinstance(transforms, str) or None in ts:

@@ -116,6 +116,7 @@ def test_same_seed_same_numbers_and_global_rngs_untouched():
     ({"layer": "head"}, "layer must be one of"),
     ({"n_images": 1}, "n_images must be at least 2"),
     ({"transformations": "spin"}, "unknown transformation 'spin'"),
+    ({"device": "gpu"}, "device must be 'cpu', 'cuda' or 'auto'"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
