@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
@@ -59,7 +59,6 @@ class Context:
     k: int = 3
     pca_dims: int = KNN_PCA_DIMS
     subsamples: int = 20
-    notes: list = field(default_factory=list)   # warnings raised by the estimators
 
     # ------------------------------------------------------------------ probe fits
     def _fit(self, target: np.ndarray, cond: np.ndarray | None):
@@ -113,13 +112,13 @@ class Context:
         zero column, for which every kNN estimate is ≈ 0)."""
         z = self.f.z.astype(np.float64)
         zc = z - z.mean(axis=0)
-        _, sv, vt = np.linalg.svd(zc, full_matrices=False)
-        var = sv ** 2 / max(len(z) - 1, 1)
+        var, vecs = np.linalg.eigh(zc.T @ zc / max(len(z) - 1, 1))   # (d,), (d, d)
+        var, vecs = var[::-1], vecs[:, ::-1]                          # largest first
         keep = var > 1e-12 * max(var.sum(), np.finfo(float).tiny)
         keep[self.pca_dims:] = False
         if not keep.any():
             return np.zeros((len(z), 1))
-        return (zc @ vt[keep].T) / np.sqrt(var[keep])
+        return (zc @ vecs[:, keep]) / np.sqrt(var[keep])
 
     def knn(self, x, y, cond=None, **kinds) -> Estimate:
         from .estimators import estimate_mi
