@@ -10,25 +10,16 @@ Values are in nats and signed. See DESIGN §3 for the API contract.
 
 from __future__ import annotations
 
-from importlib import import_module
+__version__ = "0.1.0"  # before the imports: submodules record it in checkpoints
 
 from .estimators import estimate_entropy, estimate_mi
 from .types import Estimate, Report
 
-__version__ = "0.1.0"
-
-# Heavier entry points (they import torch) load on first use.
-_LAZY = {
-    "measure": "essl_info.measure",
-    "rank_transforms": "essl_info.measure",
-    "permutation_test": "essl_info.resampling",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'essl_info' has no attribute {name!r}")
+# torch is already imported by the estimators, so these cost little more. Imported eagerly
+# so that the package attribute ``measure`` is the function (as ``tqdm.tqdm``), not the
+# submodule of the same name; ``from essl_info.measure import ...`` reaches the module.
+from .measure import measure, rank_transforms  # noqa: E402
+from .resampling import permutation_test  # noqa: E402
 
 
 __all__ = [

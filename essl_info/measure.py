@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -315,17 +314,6 @@ def run_rank_cli(args: argparse.Namespace) -> int:
     print(fmt.to_json(rep) if args.json else fmt.format_rank_table(rep))
     return 0
 
-
-class _CallableModule(types.ModuleType):
-    """``from essl_info import measure`` must give something to call (DESIGN §3), but once
-    this submodule is imported Python binds the package attribute ``measure`` to the module,
-    not to the function of the same name; calling the module calls the function."""
-
-    def __call__(self, *args, **kwargs) -> Report:
-        return measure(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["QUANTITIES", "add_measure_arguments", "add_rank_arguments", "checkpoint_paths",
            "load_for_measure", "measure", "measurement_dataset", "rank_transforms",
