@@ -13,6 +13,7 @@ Methods (see ``MI_METHODS`` for the live list, each with its paper):
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from ..types import Estimate
 from .inputs import DataWarning, Variables, check_k, prepare_variable, prepare_variables
@@ -34,6 +35,20 @@ for _mod in _METHOD_MODULES:
     except ModuleNotFoundError as _e:  # pragma: no cover - only while a module is missing
         if _e.name != f"{__name__}.{_mod}":
             raise
+
+
+def _check_params(spec, params: dict) -> None:
+    """Unknown keyword arguments are a user mistake: a ValueError naming them and the
+    options the method takes (not a TypeError from deep inside)."""
+    sig = inspect.signature(spec.fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    known = {n for n, p in sig.parameters.items()
+             if p.kind is p.KEYWORD_ONLY and n not in ("k", "seed")}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"method {spec.name!r} does not take {unknown}; its options are "
+                         f"{sorted(known) or 'none'}")
 
 
 def _default_quantity(v: Variables, entropy: bool = False) -> str:
@@ -102,6 +117,7 @@ def estimate_mi(
         )
     if spec.uses_k:
         check_k(v.n, k)
+    _check_params(spec, params)
     est = spec.fn(v, k=k, seed=seed, **params)
     return est.with_(
         method=method,
@@ -135,6 +151,7 @@ def estimate_entropy(
         raise ValueError(f"entropy method {method!r} cannot handle {xv.kind} x; use {able}")
     if spec.uses_k:
         check_k(v.n, k)
+    _check_params(spec, params)
     est = spec.fn(v, k=k, seed=seed, **params)
     return est.with_(method=method, quantity=quantity or "H(X)")
 
