@@ -99,21 +99,8 @@ def test_npeet_micd(benchmark, tables, n, d):
 
 
 # ===================================================================== script mode
-class _Timer:
-    """Stands in for pytest-benchmark's fixture when run as a script."""
-
-    def pedantic(self, fn, rounds, iterations=1, warmup_rounds=0):
-        best, out = float("inf"), None
-        for _ in range(rounds):
-            t = time.perf_counter()
-            out = fn()
-            best = min(best, time.perf_counter() - t)
-        self.stats = type("S", (), {"stats": type("T", (), {"min": best})()})()
-        return out
-
-
 def main() -> None:
-    from conftest import Tables, machine
+    from conftest import ScriptTimer as _Timer, Tables, machine
 
     tables = Tables()
     warm_up.__wrapped__()
