@@ -27,7 +27,14 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from .train import config_from_args, train
 
-    train(config_from_args(args))
+    res = train(config_from_args(args))
+    m = res.metrics
+    shown = [f"{key} {m[key]:.3f}" for key in sorted(m)
+             if key.startswith(("test_acc/", "knn_acc", "linear_probe_acc"))
+             and isinstance(m[key], float)]
+    print(f"checkpoint: {res.checkpoint}  (epoch {res.epochs_done}; log {res.log})")
+    if shown:
+        print("  " + ", ".join(shown))
     return EXIT_OK
 
 

@@ -22,7 +22,8 @@ def test_train_then_inspect(tmp_path, capsys, main):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
     assert (out / "checkpoint.pt").exists() and (out / "resume.pt").exists()
-    capsys.readouterr()
+    summary = capsys.readouterr().out
+    assert f"checkpoint: {out / 'checkpoint.pt'}" in summary and "test_acc/rotation4" in summary
     assert main(["inspect", str(out / "checkpoint.pt")]) == 0
     text = capsys.readouterr().out
     assert "rotation4 (K=4)" in text and "ssl=simclr lambda=0.4" in text
