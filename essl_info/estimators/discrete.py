@@ -27,26 +27,15 @@ import numpy as np
 
 from ..resampling import subsample_stderr
 from ..types import Estimate
-from .inputs import Variables
+from .inputs import Variables, joint_codes
 from .registry import add_auto_rule, all_discrete, register_entropy, register_mi
 
 _REF_MI = "plug-in (maximum likelihood); Miller 1955 bias correction optional"
 
 
-def _joint_codes(*codes: np.ndarray) -> np.ndarray:
-    """(n,) int64 code of the combination of several (n,) code arrays."""
-    out = np.zeros(len(codes[0]), np.int64)
-    for c in codes:
-        _, c = np.unique(c, return_inverse=True)
-        out = out * (int(c.max()) + 1) + c.reshape(-1)
-        _, out = np.unique(out, return_inverse=True)
-        out = out.reshape(-1).astype(np.int64)
-    return out
-
-
 def plugin_entropy(codes: np.ndarray, *, miller_madow: bool = False) -> tuple[float, float]:
     """(H, stderr) in nats of the empirical distribution of (n,) integer ``codes``."""
-    counts = np.bincount(_joint_codes(codes))
+    counts = np.bincount(joint_codes(codes))
     counts = counts[counts > 0]
     n = counts.sum()
     p = counts / n
@@ -64,8 +53,9 @@ def plugin_cmi(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *,
     """(I, stderr, diagnostics): plug-in I(x;y) or I(x;y|z) in nats from (n,) codes."""
     n = len(x)
     z = np.zeros(n, np.int64) if z is None else z
-    xyz, xz, yz, zz = (_joint_codes(x, y, z), _joint_codes(x, z), _joint_codes(y, z),
-                       _joint_codes(z))
+    zz = joint_codes(z)
+    xz, yz = joint_codes(zz, x), joint_codes(zz, y)
+    xyz = joint_codes(xz, y)
     c_xyz, c_xz, c_yz, c_z = (np.bincount(a) for a in (xyz, xz, yz, zz))
     # one representative row per occupied (x, y, z) cell
     _, first = np.unique(xyz, return_index=True)
@@ -75,10 +65,11 @@ def plugin_cmi(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *,
          - np.log(c_yz[yz[first]].astype(np.float64)))  # log p(xyz)p(z)/(p(xz)p(yz))
     p = cell / n
     value = float((p * w).sum())
-    df = 0
-    for zc in np.unique(zz):  # degrees of freedom of the chi^2 limit under independence
-        rows = zz == zc
-        df += (len(np.unique(x[rows])) - 1) * (len(np.unique(y[rows])) - 1)
+    # degrees of freedom of the chi^2 limit under independence: sum over strata of
+    # (distinct x - 1)(distinct y - 1); each occupied (x, z) cell lies in one stratum
+    nx = np.bincount(zz[np.unique(xz, return_index=True)[1]], minlength=len(c_z))
+    ny = np.bincount(zz[np.unique(yz, return_index=True)[1]], minlength=len(c_z))
+    df = int(((nx - 1) * (ny - 1)).sum())
     # first order: Var_p(w) / n; the empirical Var_p(w) is inflated by ~df / n (noise in the
     # log ratios), so subtract it; floor: the chi^2 variance df / 2n^2 (exact at I = 0)
     var_delta = max(float((p * w * w).sum()) - value * value, 0.0) / n

@@ -92,9 +92,11 @@ def _discrete_codes(name: str, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """Integer codes of the rows of a discrete array; rejects non-integer numbers."""
     if arr.dtype.kind == "b":
         arr = arr.astype(np.int64)
-    if arr.dtype.kind in "fc":
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name} was declared discrete but is complex (dtype {arr.dtype})")
+    if arr.dtype.kind == "f":
         _check_finite(name, arr)
-        if arr.dtype.kind == "c" or not np.all(np.equal(np.mod(arr, 1), 0)):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
             bad = arr[np.mod(arr, 1) != 0].ravel()
             raise ValueError(
                 f"{name} was declared discrete but holds non-integer values "
@@ -111,6 +113,18 @@ def _discrete_codes(name: str, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     if values is None:
         values = codes[:, None].astype(np.float64)
     return values, codes, n_cat
+
+
+def joint_codes(*codes: np.ndarray) -> np.ndarray:
+    """(n,) int64 code of the combination of several (n,) label arrays (mixed radix,
+    re-coded after each column so that it cannot overflow)."""
+    out = np.zeros(len(codes[0]), np.int64)
+    for c in codes:
+        _, c = np.unique(c, return_inverse=True)
+        out = out * (int(c.max()) + 1) + c.reshape(-1)
+        _, out = np.unique(out, return_inverse=True)
+        out = out.reshape(-1).astype(np.int64)
+    return out
 
 
 def prepare_variable(name: str, a, *, discrete: bool, warn: bool = True) -> Variable:

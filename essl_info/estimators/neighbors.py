@@ -44,6 +44,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .inputs import joint_codes
+
 KDTREE_MAX_DIM = 4  # joint dims where cKDTree wins (N=1e4: equal at 4, 4x slower at 8)
 COUNT_MODES = {"strict": 0, "closed": 1, "gao": 2}
 NORMS = ("max", "euclidean")
@@ -115,11 +117,7 @@ def joint_strata(blocks: Sequence[Block], space: Sequence[int]) -> np.ndarray:
     n = len(blocks[0].values)
     if not disc:
         return np.zeros(n, np.int64)
-    codes = np.zeros(n, np.int64)
-    for d in disc:  # mixed radix, re-coded after each step so it cannot overflow
-        _, d = np.unique(d, return_inverse=True)
-        _, codes = np.unique(codes * (int(d.max()) + 1) + d.reshape(-1), return_inverse=True)
-    return codes.reshape(-1).astype(np.int64)
+    return joint_codes(*(d.reshape(n, -1) if d.ndim > 1 else d for d in disc))
 
 
 def float32_error_bound(values: np.ndarray, norm: str) -> float:
