@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .data import parse_transformations
 from .errors import CheckpointError, DataError
 from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
 from .estimators.probe_families import resolve_device
@@ -90,13 +91,12 @@ def measurement_dataset(ckpt: Mapping[str, Any], dataset=None, *, split: str = "
 
 
 def _transformations(ckpt: Mapping[str, Any], requested) -> list[str]:
-    if requested:
-        names = requested.split(",") if isinstance(requested, str) else list(requested)
-        return [n.strip() for n in names if n.strip()]
-    names = [t["name"] for t in ckpt.get("transformations", [])]
-    if not names:
-        raise ValueError("the checkpoint records no transformation; pass --transforms")
-    return names
+    """Names of the transformations to measure, checked before any work is done."""
+    if requested is None or (isinstance(requested, str) and not requested.strip()):
+        requested = [t["name"] for t in ckpt.get("transformations", [])]
+        if not requested:
+            raise ValueError("the checkpoint records no transformation; pass --transforms")
+    return [t.name for t in parse_transformations(requested)]
 
 
 # ============================================================================ measure
@@ -239,9 +239,11 @@ def run_measure_cli(args: argparse.Namespace) -> int:
     from . import report as fmt
 
     paths = checkpoint_paths(args.ckpt) if args.ckpt else [None]
-    for target in (args.csv, args.plot):   # fail before the work, not after
-        if target and not Path(target).resolve().parent.is_dir():
-            raise FileNotFoundError(f"output folder of {target!r} does not exist")
+    # fail before the work, not after
+    if args.csv and not Path(args.csv).resolve().parent.is_dir():
+        raise FileNotFoundError(f"output folder of {args.csv!r} does not exist")
+    if args.plot:
+        fmt.check_plot_path(args.plot)
     reports = [measure(p, dataset=args.dataset, quantities=args.quantity,
                        layer=args.layer, method=args.method, n_images=args.n_images,
                        seed=args.seed, split=args.split, data_dir=args.data_dir,
@@ -288,6 +290,11 @@ def add_rank_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# load_dataset arguments that have their own command-line option
+_OWN_OPTIONS = {"name": "dataset", "split": "split", "seed": "seed",
+                "image_size": "image-size", "data_dir": "data-dir"}
+
+
 def _data_params(items: Sequence[str]) -> dict:
     import json
 
@@ -296,6 +303,9 @@ def _data_params(items: Sequence[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--data-param must look like KEY=VALUE, got {item!r}")
+        if key.strip() in _OWN_OPTIONS:
+            raise ValueError(f"--data-param {key.strip()}=... is set by its own option "
+                             f"(--{_OWN_OPTIONS[key.strip()]}), not a dataset knob")
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

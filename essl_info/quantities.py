@@ -78,6 +78,11 @@ class Context:
         return self._fit(self.f.a, self.f.c)
 
     @cached_property
+    def knn_acz(self) -> Estimate:
+        """kNN I(A;C|Z) on the principal components (used by I(A;C|Z) and synergy)."""
+        return self.knn(self.f.a, self.f.c, self.z_pca, x_discrete=True, y_discrete=True)
+
+    @cached_property
     def s_a(self) -> np.ndarray:
         return plugin_surprisal(self.f.a)
 
@@ -184,7 +189,7 @@ def _ross_cz(ctx: Context) -> Estimate:
 
 
 def _ross_acz(ctx: Context) -> Estimate:
-    return ctx.knn(ctx.f.a, ctx.f.c, ctx.z_pca, x_discrete=True, y_discrete=True)
+    return ctx.knn_acz
 
 
 def _ross_azc(ctx: Context) -> Estimate:

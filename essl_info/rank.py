@@ -174,17 +174,13 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
         the transformations by decreasing Î_V(A;C|X) with their verdicts.
     """
     from . import __version__
-    from .data import Transformation, parse_transformations
+    from .data import parse_transformations
     from .estimators import estimate_mi
 
     t0 = time.perf_counter()
     cfg = config or PredictorConfig()
     dev = resolve_device(device)
-    ts = [t if isinstance(t, Transformation) else None for t in
-          (transforms if not isinstance(transforms, str) else [])]
-    if isinstance(transforms, str) or None in ts:
-        names = transforms if isinstance(transforms, str) else [str(t) for t in transforms]
-        ts = parse_transformations(names)
+    ts = parse_transformations(transforms)
     ds = _resolve_dataset(dataset, split=split, image_size=image_size, data_dir=data_dir,
                           seed=seed, dataset_params=dataset_params)
     rng = np.random.default_rng(seed)

@@ -218,7 +218,7 @@ def _pyplot():
     return plt
 
 
-def _check_plot_path(path: str | Path) -> Path:
+def check_plot_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"--plot: directory {str(path.parent)!r} does not exist")
@@ -237,7 +237,7 @@ def _err(e: Estimate) -> tuple[float, float]:
 def plot_report(report: Report, path: str | Path) -> Path:
     """Bar chart: one group of bars per quantity (and transformation), one bar per method,
     95 % intervals as error bars. Values are signed: a negative estimate is drawn below 0."""
-    path = _check_plot_path(path)
+    path = check_plot_path(path)
     plt = _pyplot()
     groups: list[tuple[str, str]] = []
     methods: list[str] = []
@@ -284,7 +284,7 @@ def plot_runs(reports: Sequence[Report], path: str | Path, *, method: str | None
               ) -> Path:
     """Several checkpoints of one run: each quantity against the training epoch, with
     its 95 % interval as a band (one panel per quantity)."""
-    path = _check_plot_path(path)
+    path = check_plot_path(path)
     plt = _pyplot()
     reports = sorted(reports, key=_epoch_key)
     keys: list[tuple[str, str]] = []

@@ -304,16 +304,18 @@ def get_transformation(name: str) -> Transformation:
                          f"{', '.join(TRANSFORMATIONS)}") from None
 
 
-def parse_transformations(spec: str | Iterable[str]) -> list[Transformation]:
-    """``"rotation4,hflip"`` (or a list of names) -> the transformations, in order."""
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
-    names = [str(n).strip() for n in names]
+def parse_transformations(spec: str | Iterable[str | Transformation]) -> list[Transformation]:
+    """``"rotation4,hflip"`` (or a list of names and/or ``Transformation`` objects, which
+    pass through) -> the transformations, in order; empty or repeated entries are errors."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    given = {t.name: t for t in items if isinstance(t, Transformation)}
+    names = [t.name if isinstance(t, Transformation) else str(t).strip() for t in items]
     if not names or any(not n for n in names):
         raise ValueError(f"transformations must be a comma-separated list of names, got {spec!r}")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"transformation(s) listed twice: {', '.join(dup)}")
-    return [get_transformation(n) for n in names]
+    return [given[n] if n in given else get_transformation(n) for n in names]
 
 
 def all_transformed(x: Tensor, t: Transformation) -> tuple[Tensor, Tensor, Tensor]:
