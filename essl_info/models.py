@@ -276,6 +276,15 @@ def build_mlp(spec: dict) -> nn.Sequential:
 # ================================================================================= model
 
 
+def default_head_width(backbone: str, width: int | None = None,
+                       head_width: int | None = None) -> int:
+    """Hidden width of the heads: ``head_width`` if given, else the backbone's default
+    scaled with its width (at least 64)."""
+    info = BACKBONES[backbone]
+    width = info.default_width if width is None else int(width)
+    return int(head_width or max(64, info.head_width * width // info.default_width))
+
+
 def model_spec(*, backbone: str, in_channels: int, image_size: int, n_classes: int,
                transformations: Sequence[tuple[str, int]], mean: Sequence[float],
                std: Sequence[float], width: int | None = None,
@@ -295,7 +304,7 @@ def model_spec(*, backbone: str, in_channels: int, image_size: int, n_classes: i
     width = info.default_width if width is None else int(width)
     with torch.random.fork_rng(devices=[]):   # building initialises weights: keep the
         feature_dim = build_backbone(backbone, in_channels, width).feature_dim  # RNG as is
-    hw = int(head_width or max(64, info.head_width * width // info.default_width))
+    hw = default_head_width(backbone, width, head_width)
     proj = [int(d) for d in (proj_dims or (hw, hw))]
     if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
         raise ValueError(f"mean {list(mean)} / std {list(std)} must have in_channels="

@@ -186,6 +186,13 @@ def build_checkpoint(model: ESSLModel, cfg: TrainConfig, train_ds, test_ds, *, e
     return ckpt
 
 
+def _save_pair(ckpt: dict, opt: torch.optim.Optimizer, ckpt_path: Path,
+               resume_path: Path) -> None:
+    """The checkpoint, and the resume file (the same dict plus the optimizer state)."""
+    save_checkpoint(ckpt, ckpt_path)
+    save_checkpoint({**ckpt, "optimizer": opt.state_dict()}, resume_path)
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Train an E-SSL model as ``cfg`` says; write checkpoints and a JSON-lines log to
     ``cfg.out``. Raises ``TrainingDiverged`` (a ValueError) on a non-finite loss, keeping
@@ -330,12 +337,9 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
             log.write(event="epoch", **metrics)
             if cfg.progress:
                 bar.write(_epoch_line(metrics, cfg.epochs), file=sys.stderr)
-            common = dict(epoch=epoch, step=step, finished=finished, metrics=metrics,
-                          history=history)
-            save_checkpoint(build_checkpoint(model, cfg, train_ds, test_ds, **common),
-                            ckpt_path)
-            save_checkpoint(build_checkpoint(model, cfg, train_ds, test_ds, optimizer=opt,
-                                             **common), resume_path)
+            ckpt = build_checkpoint(model, cfg, train_ds, test_ds, epoch=epoch, step=step,
+                                    finished=finished, metrics=metrics, history=history)
+            _save_pair(ckpt, opt, ckpt_path, resume_path)
             last_good = ckpt_path
         barrier(rt)
     bar.close()
@@ -343,10 +347,9 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
         metrics = {"epoch": 0, "step": 0, **evaluate(model, train_ds, test_ds, transforms,
                                                      cfg, rt, final=True)}
         history = [metrics]
-        common = dict(epoch=0, step=0, finished=True, metrics=metrics, history=history)
-        save_checkpoint(build_checkpoint(model, cfg, train_ds, test_ds, **common), ckpt_path)
-        save_checkpoint(build_checkpoint(model, cfg, train_ds, test_ds, optimizer=opt,
-                                         **common), resume_path)
+        ckpt = build_checkpoint(model, cfg, train_ds, test_ds, epoch=0, step=0,
+                                finished=True, metrics=metrics, history=history)
+        _save_pair(ckpt, opt, ckpt_path, resume_path)
     log.write(event="end", epoch=epoch, step=step, finished=finished)
     return TrainResult(ckpt_path, resume_path, log_path, metrics, epoch)
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .data import parse_transformations
 from .data.augment import AUGMENT_PRESETS
-from .models import BACKBONES
+from .models import BACKBONES, default_head_width
 
 SSL_CHOICES = ("simclr", "ntxent", "simsiam", "none")
 CLASS_INFO = ("normal", "add", "eliminate")
@@ -117,17 +119,12 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if cfg.out is None:
         cfg = replace(cfg, out=str(Path("runs") / (
             f"{cfg.dataset}-{cfg.ssl}-{'-'.join(cfg.transforms)}-lam{cfg.lam:g}-seed{cfg.seed}")))
-    if cfg.ssl == "simsiam" and cfg.pred_dim is None:
+    if cfg.ssl == "simsiam" and cfg.pred_dim is None and cfg.backbone in BACKBONES:
         hidden = cfg.proj_dims[-1] if cfg.proj_dims else None
-        cfg = replace(cfg, pred_dim=max(16, (hidden or _head_width(cfg)) // 4))
+        hidden = hidden or default_head_width(cfg.backbone, cfg.width, cfg.head_width)
+        cfg = replace(cfg, pred_dim=max(16, hidden // 4))
     _validate(cfg)
     return cfg
-
-
-def _head_width(cfg: TrainConfig) -> int:
-    info = BACKBONES[cfg.backbone]
-    width = cfg.width or info.default_width
-    return cfg.head_width or max(64, info.head_width * width // info.default_width)
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -144,7 +141,7 @@ def _validate(cfg: TrainConfig) -> None:
         need(getattr(cfg, name) in AUGMENT_PRESETS, f"{name} must be one of "
              f"{sorted(AUGMENT_PRESETS)}, got {getattr(cfg, name)!r}")
     need(len(cfg.transforms) > 0, "transforms must name at least one transformation")
-    parse_transformations(list(cfg.transforms))  # unknown / duplicate names -> ValueError
+    ts = parse_transformations(list(cfg.transforms))  # unknown / duplicate -> ValueError
     need(cfg.lam >= 0 and math.isfinite(cfg.lam), f"lambda must be >= 0, got {cfg.lam}")
     need(not (cfg.ssl == "none" and cfg.lam == 0),
          "with ssl 'none' and lambda 0 nothing trains the backbone; use lambda > 0")
@@ -167,6 +164,16 @@ def _validate(cfg: TrainConfig) -> None:
         need(getattr(cfg, name) >= 0, f"{name} must be >= 0, got {getattr(cfg, name)}")
     need(cfg.proj_dims is None or (len(cfg.proj_dims) == 2 and min(cfg.proj_dims) >= 1),
          f"proj_dims must be (hidden, out), got {cfg.proj_dims}")
+    # each transformation's own size rule (e.g. jigsaw4 needs even sides), now rather than
+    # after the first epoch: apply it once to a blank image of every size it will see
+    for t in ts:
+        for name in ("trans_size", "image_size"):
+            size = getattr(cfg, name)
+            try:
+                t.apply(torch.zeros(1, 1, size, size), torch.zeros(1, dtype=torch.long))
+            except (ValueError, RuntimeError) as e:  # torch raises RuntimeError for sizes
+                msg = str(e).strip().splitlines()[0]
+                raise ValueError(f"{name} {size} does not suit {t.name}: {msg}") from None
 
 
 # Augmentations that hide a transformation's label from the head (label noise).
