@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .datasets import resize
 from .transformations import blur_radius, gaussian_blur, to_grayscale
 
 Tensor = torch.Tensor
@@ -267,7 +268,4 @@ def augment(x: Tensor, preset: str, *, generator: torch.Generator,
             x = fn(x, size, generator=generator, **opts)
         else:
             x = fn(x, generator=generator, **opts)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=size < x.shape[-1]).clamp(0, 1)
-    return x
+    return resize(x, size)

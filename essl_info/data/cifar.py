@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .datasets import ImageDataset, base_params, register_dataset, resize
+from .datasets import ImageDataset, base_params, channel_stats, register_dataset, resize
 
 # ---------------------------------------------------------------------------------------
 # Safe unpickling
@@ -195,20 +195,6 @@ def _batches_to_arrays(batches: list[dict], label_key: str, spec: CifarSpec) -> 
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def uint8_stats(x: np.ndarray, chunk: int = 5000) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std of ``(n, C, H, W)`` uint8 images as [0, 1] floats."""
-    s1 = np.zeros(x.shape[1])
-    s2 = np.zeros(x.shape[1])
-    for i in range(0, len(x), chunk):
-        b = x[i:i + chunk].astype(np.float64) / 255.0
-        s1 += b.sum(axis=(0, 2, 3))
-        s2 += (b * b).sum(axis=(0, 2, 3))
-    count = x.shape[0] * x.shape[2] * x.shape[3]
-    mean = s1 / count
-    std = np.sqrt(np.maximum(s2 / count - mean ** 2, 0.0)).clip(1e-6)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
 def load_cifar(name: str, *, split: str, data_dir: str, image_size: int, seed: int,
                download: bool, labels: str) -> ImageDataset:
     spec = CIFAR[name]
@@ -222,7 +208,7 @@ def load_cifar(name: str, *, split: str, data_dir: str, image_size: int, seed: i
         raise DataError(f"{name}: no {spec.tarball} or {spec.folder} in {root}"
                         + ("" if download else " (pass download=True / --download to fetch it)"))
     train_x, train_y = _batches_to_arrays(_read_members(source, spec.train, spec), labels, spec)
-    mean, std = uint8_stats(train_x)  # at 32x32, before any resize
+    mean, std = channel_stats(torch.from_numpy(train_x), scale=1 / 255)  # at 32x32
     if split == "train":
         x, y = train_x, train_y
     else:

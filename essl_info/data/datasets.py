@@ -248,15 +248,16 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) std of ``(n, C, H, W)`` images, accumulated in
-    float64 over chunks of ``chunk`` images."""
+def channel_stats(images: torch.Tensor, chunk: int = 4096, *, scale: float = 1.0
+                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of ``(n, C, H, W)`` images times ``scale``
+    (e.g. 1/255 for uint8 pixels), accumulated in float64 over chunks of ``chunk`` images."""
     c = images.shape[1]
     s1 = torch.zeros(c, dtype=torch.float64)
     s2 = torch.zeros(c, dtype=torch.float64)
     count = 0
     for start in range(0, images.shape[0], chunk):
-        block = images[start:start + chunk].to(torch.float64)
+        block = images[start:start + chunk].to(torch.float64) * scale
         s1 += block.sum(dim=(0, 2, 3))
         s2 += (block * block).sum(dim=(0, 2, 3))
         count += block.shape[0] * block.shape[2] * block.shape[3]
