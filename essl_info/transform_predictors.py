@@ -12,6 +12,7 @@ information is known exactly, the held-out cross-entropies come within ~0.03 nat
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -166,20 +167,26 @@ def fit_predictor(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, train: np.n
             loss.backward()
             opt.step()
         logits = dict(zip(("x", "xc"), _logits(model, x[vs], c[vs])))
+        snapshot = None   # one copy of the weights per epoch, shared by the heads it improved
         for head, lg in logits.items():
             val_loss = float(F.cross_entropy(lg.double(), a[vs]))
             if val_loss < best[head][0] - 1e-5:
-                best[head] = (val_loss, epoch, {k: v.clone() for k, v in
-                                                model.state_dict().items()})
+                snapshot = snapshot or {k: v.clone() for k, v in model.state_dict().items()}
+                best[head] = (val_loss, epoch, snapshot)
         if epoch - max(best["x"][1], best["xc"][1]) >= cfg.patience:
             break
-    models, temps = {}, {}
+    # each head's best weights; when both peaked in the same epoch, one model serves both
+    models, temps, val_logits = {}, {}, {}
     for i, head in enumerate(("x", "xc")):
-        m = TransformationPredictor(x.shape[1], x.shape[-1], n_labels, n_classes, cfg,
-                                    torch.Generator()).to(x.device)
-        m.load_state_dict(best[head][2])
-        models[head] = m
-        temps[head] = fit_temperature(_logits(m, x[va], c[va])[i], a[va])
+        state = best[head][2]
+        if head == "xc" and state is best["x"][2]:
+            models[head] = models["x"]
+        else:
+            m = model if not models else copy.deepcopy(model)
+            m.load_state_dict(state)
+            models[head] = m
+            val_logits[id(m)] = _logits(m, x[va], c[va])
+        temps[head] = fit_temperature(val_logits[id(models[head])][i], a[va])
     info = {"epochs_run": epoch + 1, **{f"best_epoch_{h}": best[h][1] for h in best},
             **{f"val_ce_{h}": best[h][0] for h in best}}
     return models, temps, info
@@ -234,9 +241,10 @@ def cross_fitted_losses(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
                                                 n_classes=n_classes, cfg=cfg,
                                                 generator=generator)
         hx = torch.as_tensor(held, device=x.device)
-        nll_x[held] = nll_from_logits(_logits(models["x"], x[hx], c[hx])[0], a[hx], temps["x"])
-        nll_xc[held] = nll_from_logits(_logits(models["xc"], x[hx], c[hx])[1], a[hx],
-                                       temps["xc"])
+        lx = _logits(models["x"], x[hx], c[hx])
+        lxc = lx if models["xc"] is models["x"] else _logits(models["xc"], x[hx], c[hx])
+        nll_x[held] = nll_from_logits(lx[0], a[hx], temps["x"])
+        nll_xc[held] = nll_from_logits(lxc[1], a[hx], temps["xc"])
         info.append({**fit_info, "temperature_x": temps["x"], "temperature_xc": temps["xc"]})
         if progress:
             progress(f"fold {f + 1}/{cfg.folds}")
