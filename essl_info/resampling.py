@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -69,10 +69,14 @@ def _units(n: int, groups) -> tuple[np.ndarray, list[np.ndarray]]:
         raise ValueError(f"groups must be a 1-D array with one id per row (n={n}), "
                          f"got shape {g.shape}")
     _, inv = np.unique(g, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    bounds = np.flatnonzero(np.diff(inv[order])) + 1
-    members = np.split(order, bounds)
+    members = _members(inv.reshape(-1))
     return np.arange(len(members)), members
+
+
+def _members(codes: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each value of the (n,) integer ``codes``, in increasing code order."""
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
 
 
 def subsample_stderr(
@@ -179,26 +183,24 @@ def permutation_test(x, y, cond=None, *, n_permutations: int = 200, seed: int = 
                          "cond is continuous (pass cond_discrete=True for labels, or "
                          "discretise it)")
     observed = estimate_mi(x, y, cond, seed=seed, **estimate_mi_kwargs)
-    kwargs = {**estimate_mi_kwargs, "method": observed.method}
-    if "subsamples" in inspect.signature(MI_METHODS[observed.method].fn).parameters:
-        kwargs["subsamples"] = 0
-    y_arr = _as_array(y)
+    # the null replicates call the method directly on permuted copies of the validated
+    # y: the inputs were checked once above and do not change
+    spec = MI_METHODS[observed.method]
+    k = estimate_mi_kwargs.get("k", 3)
+    params = {key: val for key, val in estimate_mi_kwargs.items()
+              if key not in (*flags, "method", "k", "quantity")}
+    if "subsamples" in inspect.signature(spec.fn).parameters:
+        params["subsamples"] = 0
     strata = v.cond.codes if v.cond is not None else np.zeros(v.n, np.int64)
-    order = np.argsort(strata, kind="stable")
-    bounds = np.flatnonzero(np.diff(strata[order])) + 1
-    groups = np.split(order, bounds)
+    groups = _members(strata)
     rng = np.random.default_rng(seed)
     null = np.empty(n_permutations)
     for b in range(n_permutations):
         perm = np.arange(v.n)
         for g in groups:
             perm[g] = g[rng.permutation(len(g))]
-        null[b] = estimate_mi(x, y_arr[perm], cond, seed=seed, **kwargs).value
+        y_perm = replace(v.y, values=v.y.values[perm],
+                         codes=None if v.y.codes is None else v.y.codes[perm])
+        null[b] = spec.fn(replace(v, y=y_perm), k=k, seed=seed, **params).value
     p = (1.0 + float(np.sum(null >= observed.value))) / (1.0 + n_permutations)
     return PermutationResult(observed, null, p)
-
-
-def _as_array(a) -> np.ndarray:
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a)

@@ -116,9 +116,7 @@ def student_t(d: int = 1, rho: float = 0.5, dof: float = 5.0) -> Task:
     x and y dependent even at rho = 0.
     """
     d = _check_positive_int("d", d)
-    rho = float(rho)
-    if not -1.0 < rho < 1.0:
-        raise ValueError(f"rho must lie in (-1, 1), got {rho!r}")
+    rho = _check_rho(rho)
     if not dof > 0:
         raise ValueError(f"dof must be > 0, got {dof!r}")
     dof = float(dof)

@@ -57,6 +57,12 @@ class Variables:
             s += f" given {self.cond.kind} cond (d={self.cond.dim})"
         return s
 
+    @property
+    def continuous_dims(self) -> int:
+        """Total number of continuous columns over x, y and cond."""
+        return sum(var.dim for var in (self.x, self.y, self.cond)
+                   if var is not None and not var.discrete)
+
     def kinds(self) -> tuple[str, str, str | None]:
         return (self.x.kind, self.y.kind, None if self.cond is None else self.cond.kind)
 

@@ -275,14 +275,10 @@ def heavy_ties(v: Variables) -> bool:
                for var in (v.x, v.y))
 
 
-def _continuous_dims(v: Variables) -> int:
-    return sum(var.dim for var in (v.x, v.y, v.cond) if var is not None and not var.discrete)
-
-
 add_auto_rule(heavy_ties, "mixed",
               "continuous variable with many exact ties: Gao et al. 2017 mixed estimator")
 add_auto_rule(continuous_pair, "ksg", "continuous x and y: KSG (Frenzel-Pompe with a cond)")
-add_auto_rule(lambda v: _ross_supported(v) and _continuous_dims(v) <= HIGH_DIM, "ross",
+add_auto_rule(lambda v: _ross_supported(v) and v.continuous_dims <= HIGH_DIM, "ross",
               f"labels against <= {HIGH_DIM} continuous dims: Ross kNN")
 
 

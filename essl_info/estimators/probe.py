@@ -362,14 +362,10 @@ def _probe(v: Variables, *, k: int, seed: int, target: str | None = None, groups
 
 
 # ---------------------------------------------------------------- auto rules
-def _cont_dims(*vs: Variable | None) -> int:
-    return sum(x.dim for x in vs if x is not None and not x.discrete)
-
-
 def _high_dim_target(v: Variables) -> bool:
     if v.x.discrete == v.y.discrete:
         return False
-    return _cont_dims(v.x, v.y, v.cond) > HIGH_DIM
+    return v.continuous_dims > HIGH_DIM
 
 
 def _high_dim_cond(v: Variables) -> bool:
