@@ -61,7 +61,7 @@ class Features:
         return bool(np.all(self.z == self.z[:1]))
 
 
-def _check_layer(layer: str) -> None:
+def check_layer(layer: str) -> None:
     if layer not in LAYERS:
         raise ValueError(f"layer must be one of {sorted(LAYERS)}, got {layer!r}")
 
@@ -86,7 +86,7 @@ def extract_features(model: torch.nn.Module, dataset, transformation, *,
     """
     from .data import Transformation, get_transformation
 
-    _check_layer(layer)
+    check_layer(layer)
     t = transformation if isinstance(transformation, Transformation) else \
         get_transformation(transformation)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -27,6 +27,7 @@ import torch
 
 from .data import parse_transformations
 from .errors import CheckpointError, DataError
+from .features import LAYERS, check_layer, extract_features
 from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
 from .estimators.probe_families import resolve_device
 from .rank import rank_transforms
@@ -131,7 +132,6 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     """
     from . import __version__
     from .checkpoint import model_from_checkpoint
-    from .features import LAYERS, extract_features
 
     t0 = time.perf_counter()
     names = list(QUANTITIES) if quantities is None else list(quantities)
@@ -140,8 +140,7 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         raise ValueError(f"unknown quantity {unknown[0]!r}; choose from {list(QUANTITIES)}")
     if method not in METHOD_CHOICES:
         raise ValueError(f"method must be one of {sorted(METHOD_CHOICES)}, got {method!r}")
-    if layer not in LAYERS:
-        raise ValueError(f"layer must be one of {sorted(LAYERS)}, got {layer!r}")
+    check_layer(layer)
     device = str(resolve_device(device))
     ckpt, name = load_for_measure(checkpoint, arch=arch, dataset=dataset, data_dir=data_dir,
                                   seed=seed, dataset_params=dataset_params)
@@ -217,7 +216,7 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    help="a quantity to estimate (repeatable; default: all)")
     p.add_argument("--method", choices=sorted(METHOD_CHOICES), default="auto",
                    help="auto: probe and kNN (flagged where they disagree)")
-    p.add_argument("--layer", choices=("backbone", "projector"), default="backbone")
+    p.add_argument("--layer", choices=list(LAYERS), default="backbone")
     p.add_argument("--transforms", default=None,
                    help="comma-separated transformations (default: the checkpoint's)")
     p.add_argument("--split", choices=("test", "train"), default="test")
