@@ -1,6 +1,6 @@
 """CPU training throughput of the E-SSL trainer (opt-in; not part of ``pytest``'s default run).
 
-One full E-SimCLR step as ``essl_info.train.training_step`` runs it: two 32×32 SimCLR views,
+One full E-SimCLR step as ``essl_info.training.trainer.training_step`` runs it: two 32×32 SimCLR views,
 a 16×16 crop carrying all four rotations (E-SSL's CIFAR shapes), forward, the named losses,
 backward and an SGD step, on a fixed synthetic RGB batch. Throughput = source images per
 second (a batch of B images counts B, though the backbone sees 2B views and 4B rotated
@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from essl_info.data import parse_transformations
-from essl_info.models import ESSLModel, count_parameters, model_spec
-from essl_info.runtime import plan_runtime
-from essl_info.train import TrainConfig, resolve_config, training_step
+from essl_info.models.networks import ESSLModel, count_parameters, model_spec
+from essl_info.training.runtime import plan_runtime
+from essl_info.training.trainer import TrainConfig, resolve_config, training_step
 
 TABLE = "train_throughput"
 QUICK = os.environ.get("ESSL_BENCH_QUICK") == "1"

@@ -17,9 +17,9 @@ from .types import Estimate, Report
 
 # torch is already imported by the estimators, so these cost little more. Imported eagerly
 # so that the package attribute ``measure`` is the function (as ``tqdm.tqdm``), not the
-# submodule of the same name; ``from essl_info.measure import ...`` reaches the module.
-from .measure import measure, rank_transforms  # noqa: E402
-from .resampling import permutation_test  # noqa: E402
+# submodule of the same name; ``from essl_info.diagnostics.measure import ...`` reaches the module.
+from .diagnostics.measure import measure, rank_transforms  # noqa: E402
+from .estimators.resampling import permutation_test  # noqa: E402
 
 
 __all__ = [

@@ -19,13 +19,13 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 # =============================================================================== train
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from .train import add_train_arguments
+    from .training.trainer import add_train_arguments
 
     add_train_arguments(p)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import config_from_args, train
+    from .training.trainer import config_from_args, train
 
     res = train(config_from_args(args))
     m = res.metrics
@@ -45,7 +45,7 @@ def _add_inspect(p: argparse.ArgumentParser) -> None:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from .checkpoint import describe_checkpoint
+    from .models.checkpoint import describe_checkpoint
 
     print(describe_checkpoint(args.ckpt, as_json=args.json))
     return EXIT_OK
@@ -53,26 +53,26 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 # ============================================================================= measure
 def _add_measure(p: argparse.ArgumentParser) -> None:
-    from .measure import add_measure_arguments
+    from .diagnostics.measure import add_measure_arguments
 
     add_measure_arguments(p)
 
 
 def _run_measure(args: argparse.Namespace) -> int:
-    from .measure import run_measure_cli
+    from .diagnostics.measure import run_measure_cli
 
     return run_measure_cli(args)
 
 
 # ===================================================================== rank-transforms
 def _add_rank(p: argparse.ArgumentParser) -> None:
-    from .measure import add_rank_arguments
+    from .diagnostics.measure import add_rank_arguments
 
     add_rank_arguments(p)
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from .measure import run_rank_cli
+    from .diagnostics.measure import run_rank_cli
 
     return run_rank_cli(args)
 

@@ -21,8 +21,8 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 @functools.lru_cache(maxsize=None)
 def tiny_run(epochs: int = 2) -> Path:
     """A run folder with ``checkpoint.pt`` / ``resume.pt`` of a few training steps."""
-    from essl_info.train import train
-    from essl_info.train_config import TrainConfig
+    from essl_info.training.trainer import train
+    from essl_info.training.config import TrainConfig
 
     out = _ROOT / f"run{epochs}"
     train(TrainConfig(dataset="digits", epochs=epochs, n_train=256, n_test=64,
@@ -36,7 +36,7 @@ def tiny_checkpoint() -> Path:
 
 def derived_checkpoint(name: str, edit) -> Path:
     """A copy of the tiny checkpoint with ``edit(ckpt)`` applied, saved as ``name``."""
-    from essl_info.checkpoint import load_checkpoint, save_checkpoint
+    from essl_info.models.checkpoint import load_checkpoint, save_checkpoint
 
     path = _ROOT / name
     if not path.exists():

@@ -10,10 +10,10 @@ import pickle
 import pytest
 import torch
 
-from essl_info.checkpoint import (SCHEMA_VERSION, bundled_checkpoint_path, describe_checkpoint,
+from essl_info.models.checkpoint import (SCHEMA_VERSION, bundled_checkpoint_path, describe_checkpoint,
                                   load_checkpoint, model_from_checkpoint, save_checkpoint)
 from essl_info.errors import CheckpointError
-from essl_info.train import TrainConfig, train
+from essl_info.training.trainer import TrainConfig, train
 
 TINY = dict(dataset="digits", image_size=8, trans_size=8, n_train=64, n_test=40, width=4,
             batch_size=32, epochs=1, progress=False, knn_k=20)

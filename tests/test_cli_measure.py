@@ -10,9 +10,9 @@ import torch
 from measure_helpers import (cifar_checkpoint, collapsed_checkpoint, diverged_checkpoint,
                              scratch_dir, tiny_checkpoint, tiny_run)
 
-from essl_info.checkpoint import bundled_checkpoint_path
+from essl_info.models.checkpoint import bundled_checkpoint_path
 from essl_info.cli import main
-from essl_info.measure import checkpoint_paths
+from essl_info.diagnostics.measure import checkpoint_paths
 
 FAST = ["--n-images", "30", "--quiet"]
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from measure_helpers import collapsed_checkpoint, diverged_checkpoint, tiny_checkpoint
 
-from essl_info.checkpoint import model_from_checkpoint
+from essl_info.models.checkpoint import model_from_checkpoint
 from essl_info.data import get_transformation, load_dataset
 from essl_info.errors import DataError
-from essl_info.features import LAYERS, extract_features
+from essl_info.diagnostics.features import LAYERS, extract_features
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from essl_info import measure
-from essl_info.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from essl_info.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from essl_info.errors import CheckpointError
-from essl_info.importers import CIFAR10_NORMALISATION, IMAGENET_NORMALISATION, import_foreign
-from essl_info.models import build_backbone, build_mlp, mlp_spec
+from essl_info.models.importers import CIFAR10_NORMALISATION, IMAGENET_NORMALISATION, import_foreign
+from essl_info.models.networks import build_backbone, build_mlp, mlp_spec
 
 DATA = dict(dataset="rotation-world", image_size=16, n_images=64, n_test=24)
 W = 8  # a narrow ResNet keeps the test fast; the layout is the same at any width

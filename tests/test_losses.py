@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from essl_info.losses import (cross_view_infonce, info_nce, nt_xent, order_loss,
+from essl_info.training.losses import (cross_view_infonce, info_nce, nt_xent, order_loss,
                               simsiam_loss, transformation_ce)
 
 

@@ -10,8 +10,8 @@ from measure_helpers import collapsed_checkpoint, diverged_checkpoint, tiny_chec
 
 from essl_info import measure
 from essl_info.errors import DataError
-from essl_info.features import Features
-from essl_info.quantities import QUANTITIES, Context, disagreements, estimate_quantities
+from essl_info.diagnostics.features import Features
+from essl_info.diagnostics.quantities import QUANTITIES, Context, disagreements, estimate_quantities
 from essl_info.types import Estimate
 
 LOG2, LOG4 = math.log(2), math.log(4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from essl_info.models import (BACKBONES, ESSLModel, build_backbone, build_mlp,
+from essl_info.models.networks import (BACKBONES, ESSLModel, build_backbone, build_mlp,
                               count_parameters, grad_reverse, mlp_spec, model_spec)
 
 # torchvision's published parameter counts (resnet18: 11,689,512; resnet50: 25,557,032)

@@ -10,8 +10,8 @@ import torch
 from essl_info import rank_transforms
 from essl_info.data import get_transformation, load_dataset
 from essl_info.data.rotation_world import exact_information
-from essl_info.rank import VERDICTS, transformed_rows, verdict
-from essl_info.transform_predictors import (PredictorConfig, cross_fitted_losses,
+from essl_info.diagnostics.rank import VERDICTS, transformed_rows, verdict
+from essl_info.diagnostics.transform_predictors import (PredictorConfig, cross_fitted_losses,
                                             stratified_folds)
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from essl_info import report as fmt
+from essl_info.diagnostics import report as fmt
 from essl_info.types import Estimate, Report
 
 

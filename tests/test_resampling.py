@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from essl_info import permutation_test
-from essl_info.resampling import subsample_stderr
+from essl_info.estimators.resampling import subsample_stderr
 
 
 def test_stderr_of_a_mean_matches_theory():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from essl_info.checkpoint import load_checkpoint, model_from_checkpoint
+from essl_info.models.checkpoint import load_checkpoint, model_from_checkpoint
 from essl_info.data import parse_transformations
-from essl_info.models import ESSLModel, model_spec
-from essl_info.runtime import plan_runtime, prepare_model, unwrap
-from essl_info.train import (TrainConfig, TrainingDiverged, derive_seed, lr_at,
+from essl_info.models.networks import ESSLModel, model_spec
+from essl_info.training.runtime import plan_runtime, prepare_model, unwrap
+from essl_info.training.trainer import (TrainConfig, TrainingDiverged, derive_seed, lr_at,
                              resolve_config, train, training_step)
 
 TINY = dict(dataset="digits", image_size=8, trans_size=8, n_train=64, n_test=40, width=4,
@@ -198,9 +198,9 @@ def test_channels_last_training_matches_contiguous(tmp_path):
 DDP_SCRIPT = """
 import pathlib, sys, torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from essl_info.losses import cross_view_infonce
-from essl_info.runtime import gather, init_distributed, plan_runtime
-from essl_info.train import TrainConfig, train
+from essl_info.training.losses import cross_view_infonce
+from essl_info.training.runtime import gather, init_distributed, plan_runtime
+from essl_info.training.trainer import TrainConfig, train
 rt = plan_runtime("cpu")
 assert init_distributed(rt)
 # 1. gathered contrastive loss under DDP == the single-process loss on the whole batch

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from ..resampling import subsample_stderr
+from .resampling import subsample_stderr
 from ..types import Estimate
 from .inputs import Variables, joint_codes
 from .registry import add_auto_rule, all_discrete, register_entropy, register_mi

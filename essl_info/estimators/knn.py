@@ -46,7 +46,7 @@ other distance; ``jitter=0`` disables it. The noise is drawn from (seed, hash of
 variable's values), so it does not depend on argument order. Same inputs and seed, same
 value bit for bit.
 
-Standard errors: subsampling without replacement (``essl_info.resampling``), parameters
+Standard errors: subsampling without replacement (``essl_info.estimators.resampling``), parameters
 ``subsamples`` (0 disables), ``groups`` (rows that must stay together).
 """
 
@@ -59,7 +59,7 @@ import numba
 import numpy as np
 from scipy.special import digamma
 
-from ..resampling import subsample_stderr
+from .resampling import subsample_stderr
 from ..types import Estimate
 from .inputs import DataWarning, Variable, Variables, warn_ties
 from .neighbors import NORMS, Block, joint_strata, neighbor_stats

@@ -26,7 +26,7 @@ Layouts (``FORMATS``; DDP ``module.`` prefixes are removed first):
   not imported) and ``linear.*`` (online classifier). Inputs in [0, 1], unnormalised
   (``transforms.ToTensor()`` only).
 
-``--arch`` names the backbone to build (``essl_info.models.BACKBONES``) and ``--dataset``
+``--arch`` names the backbone to build (``essl_info.models.networks.BACKBONES``) and ``--dataset``
 the data to measure on (class count, image size).
 """
 
@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 CIFAR10_NORMALISATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 IMAGENET_NORMALISATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -178,9 +178,9 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
     Raises ``CheckpointError`` naming the problem.
     """
     from .checkpoint import SCHEMA_VERSION, _raw_load, utc_now
-    from .data import load_dataset, parse_transformations
-    from .models import BACKBONES, ESSLModel, mlp_spec, model_spec
-    from . import __version__
+    from ..data import load_dataset, parse_transformations
+    from .networks import BACKBONES, ESSLModel, mlp_spec, model_spec
+    from .. import __version__
 
     if arch not in BACKBONES:
         raise CheckpointError(f"--arch {arch!r} is not a known backbone; choose one of "

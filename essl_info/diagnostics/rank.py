@@ -31,11 +31,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .estimators.classifiers import torch_threads
-from .estimators.probe import clustered_mean
-from .estimators.probe_families import resolve_device
+from ..estimators.classifiers import torch_threads
+from ..estimators.probe import clustered_mean
+from ..estimators.probe_families import resolve_device
 from .transform_predictors import PredictorConfig, cross_fitted_losses
-from .types import Estimate, Report
+from ..types import Estimate, Report
 
 # ========================================================================== verdicts
 
@@ -121,7 +121,7 @@ def transformed_rows(images: torch.Tensor, labels: torch.Tensor, t, *, mean, std
 
 
 def _resolve_dataset(dataset, *, split, image_size, data_dir, seed, dataset_params):
-    from .data import ImageDataset, load_dataset
+    from ..data import ImageDataset, load_dataset
 
     if isinstance(dataset, ImageDataset):
         if dataset_params or image_size is not None:
@@ -173,9 +173,9 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
         ``"cnn"``), each with ``params["transformation"]``; ``extra["ranking"]`` lists
         the transformations by decreasing Î_V(A;C|X) with their verdicts.
     """
-    from . import __version__
-    from .data import parse_transformations
-    from .estimators import estimate_mi
+    from .. import __version__
+    from ..data import parse_transformations
+    from ..estimators import estimate_mi
 
     t0 = time.perf_counter()
     cfg = config or PredictorConfig()

@@ -32,17 +32,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
-from .checkpoint import SCHEMA_VERSION, load_checkpoint, save_checkpoint, utc_now
-from .data import Transformation, all_transformed, load_dataset, parse_transformations
-from .data.augment import augment
-from .errors import EsslInfoError
+from .. import __version__
+from ..models.checkpoint import SCHEMA_VERSION, load_checkpoint, save_checkpoint, utc_now
+from ..data import Transformation, all_transformed, load_dataset, parse_transformations
+from ..data.augment import augment
+from ..errors import EsslInfoError
 from .losses import SSL_LOSSES, class_ce, order_loss, transformation_ce
-from .models import ESSLModel, count_parameters, model_spec
+from ..models.networks import ESSLModel, count_parameters, model_spec
 from .monitors import evaluate
 from .runtime import (Runtime, any_rank, barrier, close_distributed, gather, init_distributed,
                       plan_runtime, prepare_model)
-from .train_config import (CONFLICTS, RECIPES, RUN_FIELDS, TrainConfig,  # noqa: F401
+from .config import (CONFLICTS, RECIPES, RUN_FIELDS, TrainConfig,  # noqa: F401
                            add_train_arguments, config_from_args, resolve_config)
 
 
@@ -152,7 +152,7 @@ def _load_data(cfg: TrainConfig):
 
 def _same_science(saved: dict, cfg: TrainConfig) -> list[str]:
     """Fields (outside RUN_FIELDS) whose saved value differs from ``cfg``."""
-    from .types import _json_safe
+    from ..types import _json_safe
 
     now = _json_safe(asdict(cfg))
     return [k for k in now if k not in RUN_FIELDS and
@@ -384,7 +384,7 @@ class _Log:
     def write(self, **record: Any) -> None:
         if self.path is None:
             return
-        from .types import _json_safe
+        from ..types import _json_safe
 
         with open(self.path, "a") as f:
             f.write(json.dumps({"time": round(time.time(), 3), **_json_safe(record)}) + "\n")

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from .types import Estimate
+from ..types import Estimate
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +170,7 @@ def permutation_test(x, y, cond=None, *, n_permutations: int = 200, seed: int = 
     null replicates). ``estimate_mi_kwargs`` go to ``estimate_mi`` (x_discrete, method, k,
     ...). A continuous cond needs a local permutation scheme (Runge 2018) and is refused.
     """
-    from .estimators import MI_METHODS, estimate_mi, prepare_variables
+    from . import MI_METHODS, estimate_mi, prepare_variables
 
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) \
             or n_permutations < 1:

@@ -14,7 +14,7 @@ small CPU backbone gets the same shapes, narrower.
 
 ``ESSLModel`` is rebuilt from its spec alone (the checkpoint's ``"model"`` dict,
 ``model_spec``). It never computes a loss: ``forward`` returns named outputs and
-``essl_info.losses`` turns them into loss terms.
+``essl_info.training.losses`` turns them into loss terms.
 """
 
 from __future__ import annotations

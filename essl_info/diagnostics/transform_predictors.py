@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .estimators.classifiers import fit_temperature, nll_from_logits, seeded_linear
+from ..estimators.classifiers import fit_temperature, nll_from_logits, seeded_linear
 
 @dataclass(frozen=True)
 class PredictorConfig:

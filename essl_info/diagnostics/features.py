@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 
 LAYERS: dict[str, Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]] = {
     "backbone": lambda model, x01: model.features(x01),
@@ -84,7 +84,7 @@ def extract_features(model: torch.nn.Module, dataset, transformation, *,
 
     Raises ``DataError`` when the features contain NaN or inf (a diverged model).
     """
-    from .data import Transformation, get_transformation
+    from ..data import Transformation, get_transformation
 
     check_layer(layer)
     t = transformation if isinstance(transformation, Transformation) else \

@@ -20,7 +20,7 @@ weights_only=True)`` reads without running code::
 Resume files add ``optimizer`` (an optimizer state dict). Files are written to a temporary
 file in the target folder and moved into place with ``os.replace``, so a crash never leaves
 a half-written checkpoint under the final name. Checkpoints of the papers' own code are
-converted by ``essl_info.importers`` (which reads files through ``_raw_load`` here).
+converted by ``essl_info.models.importers`` (which reads files through ``_raw_load`` here).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)
@@ -165,7 +165,7 @@ def validate_checkpoint(obj: Any, source: str = "checkpoint") -> dict:
         raise CheckpointError(
             f"{source} is not an essl_info checkpoint: a dict without 'schema_version' "
             f"(keys: {keys}); a checkpoint of the papers' code is read by "
-            f"essl_info.importers (essl-info measure --arch ARCH --dataset NAME)")
+            f"essl_info.models.importers (essl-info measure --arch ARCH --dataset NAME)")
     version = obj["schema_version"]
     if version not in SUPPORTED_SCHEMAS:
         raise CheckpointError(f"{source} has schema_version {version!r}, which this "
@@ -193,7 +193,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(ckpt: Mapping[str, Any] | str | os.PathLike, device: str = "cpu"):
     """Rebuild the ``ESSLModel`` of ``ckpt`` (a loaded dict or a path), load its weights
     strictly, move it to ``device`` and put it in eval mode."""
-    from .models import ESSLModel
+    from .networks import ESSLModel
 
     if not isinstance(ckpt, Mapping):
         ckpt = load_checkpoint(ckpt)
@@ -217,7 +217,7 @@ def model_from_checkpoint(ckpt: Mapping[str, Any] | str | os.PathLike, device: s
 
 def checkpoint_metadata(ckpt: Mapping[str, Any]) -> dict:
     """Everything but the tensors: JSON-safe (the state dict becomes a size summary)."""
-    from .types import _json_safe
+    from ..types import _json_safe
 
     sd = ckpt["state_dict"]
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer")}

@@ -36,9 +36,9 @@ from typing import Callable
 
 import numpy as np
 
-from .estimators.probe import clustered_mean, cross_fit, plugin_surprisal
+from ..estimators.probe import clustered_mean, cross_fit, plugin_surprisal
 from .features import Features
-from .types import Estimate
+from ..types import Estimate
 
 METHODS = ("probe", "ross")   # primary, second opinion
 KNN_PCA_DIMS = 10             # principal components kept for the kNN second opinion
@@ -126,7 +126,7 @@ class Context:
         return (zc @ vecs[:, keep]) / np.sqrt(var[keep])
 
     def knn(self, x, y, cond=None, **kinds) -> Estimate:
-        from .estimators import estimate_mi
+        from ..estimators import estimate_mi
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .types import Estimate, Report
+from ..types import Estimate, Report
 
 CSV_COLUMNS = ("checkpoint", "dataset", "epoch", "step", "layer", "transformation",
                "quantity", "method", "value", "stderr", "ci_low", "ci_high", "n")

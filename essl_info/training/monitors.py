@@ -19,7 +19,7 @@ import contextlib
 import numpy as np
 import torch
 
-from .data import all_transformed, get_transformation
+from ..data import all_transformed, get_transformation
 
 
 @torch.no_grad()

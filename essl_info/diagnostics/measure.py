@@ -11,7 +11,7 @@ DESIGN §1 (``quantities.QUANTITIES``) are estimated from those features by the 
 the two disagree beyond their errors. All values in nats, signed.
 
 Also here: the CLI glue of ``essl-info measure`` and ``essl-info rank-transforms``
-(``rank_transforms`` itself lives in ``essl_info.rank`` and is re-exported).
+(``rank_transforms`` itself lives in ``essl_info.diagnostics.rank`` and is re-exported).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .data import parse_transformations
-from .errors import CheckpointError, DataError
+from ..data import parse_transformations
+from ..errors import CheckpointError, DataError
 from .features import LAYERS, check_layer, extract_features
 from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
-from .estimators.probe_families import resolve_device
+from ..estimators.probe_families import resolve_device
 from .rank import rank_transforms
-from .types import Report
+from ..types import Report
 
 METHOD_CHOICES = {"auto": METHODS, "probe": ("probe",), "knn": ("ross",)}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -44,13 +44,13 @@ def load_for_measure(checkpoint, *, arch: str | None = None, dataset=None,
                      dataset_params: Mapping[str, Any] | None = None) -> tuple[dict, str]:
     """(checkpoint dict, its name) from a path, a loaded dict, or None (the bundled
     checkpoint). With ``arch``, the file is a foreign checkpoint (``importers``)."""
-    from .checkpoint import bundled_checkpoint_path, load_checkpoint, validate_checkpoint
+    from ..models.checkpoint import bundled_checkpoint_path, load_checkpoint, validate_checkpoint
 
     if isinstance(checkpoint, Mapping):
         return validate_checkpoint(dict(checkpoint), "checkpoint"), "<in memory>"
     path = Path(bundled_checkpoint_path() if checkpoint is None else checkpoint)
     if arch is not None:
-        from .importers import import_foreign
+        from ..models.importers import import_foreign
 
         if dataset is None or not isinstance(dataset, str):
             raise ValueError("--arch needs --dataset: the data to measure an imported "
@@ -66,7 +66,7 @@ def measurement_dataset(ckpt: Mapping[str, Any], dataset=None, *, split: str = "
     """The images to measure on: ``dataset`` (an ImageDataset, or a registry name) or the
     checkpoint's own dataset with its knobs, at the model's image size; ``dataset_params``
     override the knobs."""
-    from .data import ImageDataset, load_dataset
+    from ..data import ImageDataset, load_dataset
 
     if isinstance(dataset, ImageDataset):
         return dataset
@@ -119,7 +119,7 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     n_images : measure on a seeded random subset of this many images (default: all).
     split : ``"test"`` (held-out images, default) or ``"train"``.
     transformations : names (default: the checkpoint's transformations).
-    arch : backbone of a foreign checkpoint (``essl_info.importers``); needs ``dataset``.
+    arch : backbone of a foreign checkpoint (``essl_info.models.importers``); needs ``dataset``.
     dataset_params : dataset knobs (e.g. rotation-world's ``m``), over the checkpoint's.
     folds, k : cross-fitting folds of the probes; neighbours of the kNN estimators.
 
@@ -130,8 +130,8 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         (method ``"ross"``) and the plug-in I(A;C); each carries ``params["transformation"]``
         and ``params["layer"]``. ``extra["flags"]``: disagreements and collapsed features.
     """
-    from . import __version__
-    from .checkpoint import model_from_checkpoint
+    from .. import __version__
+    from ..models.checkpoint import model_from_checkpoint
 
     t0 = time.perf_counter()
     names = list(QUANTITIES) if quantities is None else list(quantities)

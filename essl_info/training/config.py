@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from .data import parse_transformations
-from .data.augment import AUGMENT_PRESETS
-from .models import BACKBONES, default_head_width
+from ..data import parse_transformations
+from ..data.augment import AUGMENT_PRESETS
+from ..models.networks import BACKBONES, default_head_width
 
 SSL_CHOICES = ("simclr", "ntxent", "simsiam", "none")
 CLASS_INFO = ("normal", "add", "eliminate")
