@@ -204,3 +204,75 @@ def permutation_test(x, y, cond=None, *, n_permutations: int = 200, seed: int = 
         null[b] = spec.fn(replace(v, y=y_perm), k=k, seed=seed, **params).value
     p = (1.0 + float(np.sum(null >= observed.value))) / (1.0 + n_permutations)
     return PermutationResult(observed, null, p)
+
+
+# ============================================================ fits repeated over seeds
+@dataclass(frozen=True, eq=False)
+class SeedEnsemble:
+    """A fitted estimator repeated over S seeds, summarised (:func:`combine_seeds`).
+
+    value        : mean of the S fits' values (the reported estimate), in the values' units
+    stderr       : total standard error, sqrt(sampling_se² + seed_se_adj²)
+    sampling_se  : row-sampling error of one fit, root-mean-square over the fits
+    seed_sd      : between-fit standard deviation (ddof=1); 0 for S = 1
+    seed_se      : seed_sd / sqrt(S), the seed error of the mean
+    seed_se_adj  : seed_se inflated by t_{0.975, S-1} / z_{0.975}, see :func:`combine_seeds`
+    values       : (S,) the individual fits' values
+    """
+
+    value: float
+    stderr: float
+    sampling_se: float
+    seed_sd: float
+    seed_se: float
+    seed_se_adj: float
+    values: np.ndarray
+
+    def diagnostics(self) -> dict:
+        """What to record in ``Estimate.diagnostics`` (both components, every fit)."""
+        return {"stderr_sampling": self.sampling_se, "stderr_seeds": self.seed_se_adj,
+                "seed_sd": self.seed_sd, "n_seeds": int(len(self.values)),
+                "seed_values": [float(v) for v in self.values]}
+
+
+def combine_seeds(values, sampling_se) -> SeedEnsemble:
+    """Combine S fits of one estimator (same rows, different seeds) into one number.
+
+    Parameters
+    ----------
+    values : (S,) array-like
+        Each fit's estimate (seeds differ in initialisation, data order, fold split).
+    sampling_se : (S,) array-like or float
+        Each fit's row-sampling standard error (e.g. cluster-robust over images).
+
+    The value is the mean of the fits. Its error has two parts that add in quadrature:
+
+    * **sampling**: the fits share the rows, so averaging them does not shrink the
+      row-sampling error; the root-mean-square of the fits' standard errors is used;
+    * **seeds**: the mean of S fits varies between runs with other seeds by
+      seed_sd / sqrt(S). With S = 3, seed_sd has two degrees of freedom and is often far
+      below the truth (its 5 % quantile is 0.23 σ), so the seed part is inflated by
+      t_{0.975,S-1} / z_{0.975} (2.19 for S = 3), which makes value ± 1.96·stderr a 95 %
+      interval when the seed part dominates (the t interval for a mean of S draws).
+
+    Two runs that differ only in their seeds should then agree within
+    sqrt(stderr₁² + stderr₂²) · 1.96 in 95 % of cases: ``benchmarks/bench_coverage.py``
+    measures that.
+    """
+    from scipy.stats import t as student_t
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError(f"combine_seeds needs finite fit values, got {values!r}")
+    se = np.broadcast_to(np.asarray(sampling_se, dtype=np.float64), v.shape)
+    if not np.all(np.isfinite(se)) or np.any(se < 0):
+        raise ValueError(f"sampling standard errors must be finite and >= 0, got {sampling_se!r}")
+    s = v.size
+    sampling = float(np.sqrt(np.mean(se ** 2)))
+    sd = float(np.std(v, ddof=1)) if s > 1 else 0.0
+    seed_se = sd / math.sqrt(s)
+    factor = float(student_t.ppf(0.975, s - 1) / 1.959963984540054) if s > 1 else 1.0
+    adj = seed_se * factor
+    return SeedEnsemble(value=float(v.mean()), stderr=math.hypot(sampling, adj),
+                        sampling_se=sampling, seed_sd=sd, seed_se=seed_se, seed_se_adj=adj,
+                        values=v)
