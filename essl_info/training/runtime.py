@@ -2,8 +2,9 @@
 
 ``plan_runtime`` turns the user's choices into a frozen ``Runtime``; everything that
 depends on CUDA or on several processes is decided there, in one place, and the training
-loop only asks the plan. On CPU the plan is plain float32, contiguous (``channels_last="on"`` falls back, with a
-warning: oneDNN's channels_last conv backward can crash there), eager, one process.
+loop only asks the plan. On CPU the plan is plain float32, contiguous (``channels_last="on"``
+falls back, with a warning: oneDNN's channels_last conv backward can crash there), eager,
+one process.
 On CUDA the defaults follow what makes small ResNets fast: bf16 autocast (no loss scaler
 needed, unlike fp16), channels_last tensors, and optionally ``torch.compile``. Under
 ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised (NCCL on CUDA, gloo on
