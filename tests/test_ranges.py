@@ -19,6 +19,7 @@ def test_value_below_zero_beyond_its_error_is_flagged_within_it_is_not():
     assert "I(A;Z) = -0.300 ± 0.050 is below 0" in flags[0]["message"]
     # no interval: any value below 0 (beyond rounding) is flagged
     assert range_flags(Estimate(-1e-15, quantity="I(X;Y)")) == []
+    assert range_flags(Estimate(-0.003, 0.001, quantity="I(X;Y)")) == []   # negligible
     assert range_flags(Estimate(-0.333, quantity="I(C;Z)"))[0]["bound"] == "lower"
 
 
