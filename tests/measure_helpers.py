@@ -25,7 +25,7 @@ def tiny_run(epochs: int = 2) -> Path:
     from essl_info.training.config import TrainConfig
 
     out = _ROOT / f"run{epochs}"
-    train(TrainConfig(dataset="digits", epochs=epochs, n_train=256, n_test=64,
+    train(TrainConfig(dataset="digits", epochs=epochs, n_train=256, n_test=96,
                       out=str(out), progress=False, threads=1, final_linear_probe=False))
     return out
 

@@ -14,7 +14,7 @@ from essl_info.models.checkpoint import bundled_checkpoint_path
 from essl_info.cli import main
 from essl_info.diagnostics.measure import checkpoint_paths
 
-FAST = ["--n-images", "30", "--quiet"]
+FAST = ["--n-images", "80", "--quiet"]
 
 
 def run(capsys, *argv):
@@ -33,7 +33,7 @@ def test_json_matches_the_contract(capsys):
     assert quantities == {"I(A;C)", "I(A;Z)", "I(C;Z)", "I(A;C|Z)", "I(A;Z|C)", "synergy"}
     for e in doc["estimates"]:
         assert set(e) >= {"value", "stderr", "ci", "method", "params", "n", "quantity"}
-        assert isinstance(e["value"], float) and len(e["ci"]) == 2 and e["n"] == 120
+        assert isinstance(e["value"], float) and len(e["ci"]) == 2 and e["n"] == 80 * 4
     assert doc["provenance"]["layer"] == "backbone"
 
 
@@ -141,7 +141,7 @@ def test_default_is_the_bundled_checkpoint(capsys):
 
 def test_rank_transforms_json(capsys):
     code, out, _ = run(capsys, "rank-transforms", "--dataset", "digits", "--transforms",
-                       "invert", "--n-images", "40", "--json", "--quiet")
+                       "invert", "--n-images", "80", "--json", "--quiet")
     assert code == 0
     doc = json.loads(out)
     assert doc["dataset"] == "digits" and doc["extra"]["ranking"][0]["transformation"] == \

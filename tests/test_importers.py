@@ -14,7 +14,7 @@ from essl_info.errors import CheckpointError
 from essl_info.models.importers import CIFAR10_NORMALISATION, IMAGENET_NORMALISATION, import_foreign
 from essl_info.models.networks import build_backbone, build_mlp, mlp_spec
 
-DATA = dict(dataset="rotation-world", image_size=16, n_images=64, n_test=24)
+DATA = dict(dataset="rotation-world", image_size=16, n_images=64, n_test=96)
 W = 8  # a narrow ResNet keeps the test fast; the layout is the same at any width
 
 
@@ -125,7 +125,7 @@ def test_wang_layout_has_no_projector(tmp_path):
     _check_features(ckpt, net.enc, ((0.0,) * 3, (1.0,) * 3))   # ToTensor() only
     with pytest.raises(ValueError, match="imported without a projector"):
         measure(path, arch="resnet18_cifar", layer="projector", dataset="rotation-world",
-                dataset_params={"image_size": 16, "n_images": 64, "n_test": 24})
+                dataset_params={"image_size": 16, "n_images": 64, "n_test": 96})
 
 
 def test_essl_imagenet_final_and_training_files(tmp_path):
@@ -192,10 +192,10 @@ def test_channel_mismatch_with_the_dataset(tmp_path):
 def test_measure_an_imported_checkpoint(tmp_path):
     path = _save({"epoch": 9, "state_dict": _branch_sd()}, tmp_path)
     rep = measure(path, arch="resnet18_cifar", dataset="rotation-world", quantities=["I(A;Z)"],
-                  method="probe", n_images=16,
-                  dataset_params={"image_size": 16, "n_images": 64, "n_test": 24})
+                  method="probe", n_images=80,
+                  dataset_params={"image_size": 16, "n_images": 64, "n_test": 96})
     assert rep.provenance["imported"] and rep.provenance["epoch"] == 9
-    assert rep.get("I(A;Z)", "probe").n == 16 * 4
+    assert rep.get("I(A;Z)", "probe").n == 80 * 4
     with pytest.raises(CheckpointError, match="measure --arch ARCH --dataset NAME"):
         measure(path)
 
