@@ -28,8 +28,8 @@ import torch
 
 from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
-from .features import (LAYERS, ModelEncoder, Preprocessing, check_layer, evaluating,
-                       extract_features, features_from_arrays)
+from .any_model import measure_features, user_model_and_dataset
+from .features import LAYERS, check_layer, evaluating, extract_features
 from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
 from ..estimators.probe_families import resolve_device
 from .rank import rank_transforms
@@ -146,12 +146,12 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     from ..models.checkpoint import model_from_checkpoint
 
     t0 = time.perf_counter()
-    names = _quantity_names(quantities, method)
+    names = quantity_names(quantities, method)
     check_layer(layer)
     device = str(resolve_device(device))
     user_model = model
     if user_model is not None:   # any model: DESIGN §3, "models that did not come from..."
-        model, ds = _user_model(user_model, checkpoint=checkpoint, arch=arch, layer=layer,
+        model, ds = user_model_and_dataset(user_model, checkpoint=checkpoint, arch=arch, layer=layer,
                                 dataset=dataset, transformations=transformations,
                                 split=split, data_dir=data_dir, normalize=normalize,
                                 image_size=image_size, preprocess=preprocess,
@@ -204,7 +204,7 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
                   extra={"flags": flags} if flags else {})
 
 
-def _quantity_names(quantities, method: str) -> list[str]:
+def quantity_names(quantities, method: str) -> list[str]:
     """The requested quantities (default: all), checked with the method before any work."""
     names = list(QUANTITIES) if quantities is None else list(quantities)
     unknown = [q for q in names if q not in QUANTITIES]
@@ -235,85 +235,6 @@ def estimate_from_features(feature_sets: Iterable, names: Sequence[str], method:
         estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method])
     flags += disagreements(estimates)
     return estimates, flags, rows
-
-
-def _user_model(model, *, checkpoint, arch, layer, dataset, transformations, split, data_dir,
-                normalize, image_size, preprocess, dataset_params):
-    """(ModelEncoder, dataset) for ``measure(model=...)``, every argument checked first."""
-    from ..data import ImageDataset, load_dataset
-    from ..data.datasets import resize
-
-    if checkpoint is not None or arch is not None:
-        raise ValueError("pass a checkpoint or model=, not both (arch= is for checkpoints)")
-    if layer != "backbone":
-        raise ValueError(f"layer={layer!r} applies to checkpoints; a model passed as "
-                         f"model= is measured at its output")
-    if dataset is None:
-        raise ValueError("measure(model=...) needs dataset= (a registry name or an "
-                         "ImageDataset): the images to show the model")
-    if transformations is None or (isinstance(transformations, str)
-                                   and not transformations.strip()):
-        raise ValueError("measure(model=...) needs transformations= (e.g. ['rotation4'])")
-    encoder = ModelEncoder(model, Preprocessing.make(normalize=normalize,
-                                                     image_size=image_size,
-                                                     preprocess=preprocess))
-    size = encoder.prep.image_size
-    if isinstance(dataset, ImageDataset):
-        if size is not None and size != dataset.image_size:
-            dataset = ImageDataset(dataset.name, resize(dataset.images, size), dataset.labels,
-                                   dataset.n_classes, dataset.split, dataset.mean, dataset.std,
-                                   {**dataset.params, "image_size": size}, dataset.latents,
-                                   dataset.class_names)
-        return encoder, dataset
-    try:
-        ds = load_dataset(dataset, split=split, data_dir=data_dir, image_size=size,
-                          **dict(dataset_params or {}))
-    except DataError as e:
-        hint = "" if data_dir else " (pass data_dir)"
-        raise DataError(f"cannot load dataset {dataset!r} to measure on: {e}{hint}") from None
-    return encoder, ds
-
-
-def measure_features(z, *, a, c, image_id, quantities: Sequence[str] | None = None,
-                     method: str = "auto", seed: int = 0, folds: int = 5, k: int = 3,
-                     device: str = "cpu", transformation: str = "custom",
-                     n_labels: int | None = None, n_classes: int | None = None,
-                     name: str = "<features>") -> Report:
-    """The quantities of ``measure`` from features computed anywhere, in nats.
-
-    Parameters
-    ----------
-    z : (N, d) features (numpy, torch, or anything ``np.asarray`` reads; extra axes are
-        flattened), one row per (image, transformation label).
-    a : (N,) int transformation label of each row (0..K-1);  c : (N,) int class of the
-        row's image;  image_id : (N,) int the row's source image (rows of one image are
-        kept on one side of every cross-fitting split and clustered in the error bars).
-    quantities, method, seed, folds, k, device : as in ``measure``.
-    transformation : a name for A in the report;  name : what the report calls the source.
-    n_labels, n_classes : K and the class count when some labels are absent from a / c.
-
-    Returns the same ``Report`` as ``measure``: per quantity the probe and kNN estimates
-    with errors, and ``extra["flags"]``. Raises ``ValueError`` naming bad input.
-    """
-    from .. import __version__
-
-    t0 = time.perf_counter()
-    names = _quantity_names(quantities, method)
-    feats = features_from_arrays(z, a, c, image_id, transformation=transformation,
-                                 n_labels=n_labels, n_classes=n_classes)
-    device = str(resolve_device(device))
-    estimates, flags, rows = estimate_from_features([feats], names, method, seed=seed,
-                                                    folds=folds, k=k, device=device)
-    provenance = {
-        "library_version": __version__, "source": "features", "seed": seed,
-        "layer": feats.layer, "method": method, "n_images": feats.n_images, "rows": rows,
-        "transformations": list(rows), "n_labels": feats.n_labels,
-        "n_classes": feats.n_classes, "feature_dim": int(feats.z.shape[1]),
-        "device": device, "probe": {"family": "logistic", "folds": folds}, "knn": {"k": k},
-        "elapsed_s": round(time.perf_counter() - t0, 2),
-    }
-    return Report(estimates, checkpoint=name, dataset=None, provenance=provenance,
-                  extra={"flags": flags} if flags else {})
 
 
 def checkpoint_paths(paths: Sequence[str]) -> list[Path]:
@@ -352,7 +273,9 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--n-images", type=int, default=None, help="a seeded subset of images")
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
-                   "(resnet18_cifar, resnet18, resnet50); needs --dataset")
+                   "(resnet18_cifar, resnet18, resnet50), optionally FORMAT:ARCH to force "
+                   "a layout (torchvision:resnet50, timm:resnet50, solo-learn:resnet18, "
+                   "lightly:resnet18); needs --dataset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
@@ -484,4 +407,4 @@ def run_rank_cli(args: argparse.Namespace) -> int:
 
 __all__ = ["QUANTITIES", "add_measure_arguments", "add_rank_arguments", "checkpoint_paths",
            "estimate_from_features", "load_for_measure", "measure", "measure_features",
-           "measurement_dataset", "rank_transforms", "run_measure_cli", "run_rank_cli"]
+           "measurement_dataset", "quantity_names", "rank_transforms", "run_measure_cli", "run_rank_cli"]
