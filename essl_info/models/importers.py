@@ -193,7 +193,8 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
                    **dataset_params) -> dict:
     """An essl_info checkpoint dict around the weights of a foreign file (see module doc).
 
-    ``arch``: backbone name (``resnet18_cifar``, ``resnet18``, ``resnet50``, ...);
+    ``arch``: backbone name (``resnet18_cifar``, ``resnet18``, ``resnet50``, ...),
+    optionally ``FORMAT:ARCH`` to force a layout of ``FORMATS`` (``torchvision:resnet50``);
     ``dataset``: the registry name of the data it will be measured on (its class count and
     image size go into the model spec). Heads other than the backbone and projector are
     freshly initialised (seeded) and marked untrained in ``train["imported_parts"]``.
