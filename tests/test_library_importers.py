@@ -345,8 +345,8 @@ def test_cli_measures_a_torchvision_state_dict(tmp_path, capsys):
     net = _randomise(tv_resnet18(), 7).eval()
     path = _save(net.state_dict(), tmp_path, "resnet18.pth")
     code = main(["measure", str(path), "--arch", "torchvision:resnet18", "--dataset",
-                 "rotation-world", "--data-param", "n_images=48", "--data-param",
-                 "n_test=24", "--quantity", "I(A;C)", "--quiet", "--json"])
+                 "rotation-world", "--data-param", "n_images=240", "--data-param",
+                 "n_test=120", "--quantity", "I(A;C)", "--quiet", "--json"])
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert '"imported": true' in out and '"rotation4"' in out

@@ -36,7 +36,7 @@ def _small_cnn(seed=0):
 def test_small_module_on_digits_every_quantity_finite_with_the_usual_flags():
     net = _small_cnn().train()        # left in training mode: measure must not change it
     rng_before = torch.get_rng_state()
-    rep = measure(model=net, dataset="digits", transformations=["rotation4"], n_images=40,
+    rep = measure(model=net, dataset="digits", transformations=["rotation4"], n_images=100,
                   image_size=16, normalize=(0.5, 0.25))
     assert torch.equal(rng_before, torch.get_rng_state())
     assert all(m.training for m in net.modules())
@@ -46,7 +46,7 @@ def test_small_module_on_digits_every_quantity_finite_with_the_usual_flags():
     for e in rep.estimates:
         assert math.isfinite(e.value) and math.isfinite(e.stderr), e
         lo, hi = e.ci
-        assert lo <= e.value <= hi and e.n == 160
+        assert lo <= e.value <= hi and e.n == 400
     # rotation of an 8x8 digit is visible to any non-trivial network
     assert rep.get("I(A;Z)", "probe").value > 0.2
     assert isinstance(rep.extra.get("flags", []), list)
@@ -62,7 +62,7 @@ def test_small_module_on_digits_every_quantity_finite_with_the_usual_flags():
 
 def test_collapsed_model_gets_the_collapsed_flag():
     rep = measure(model=lambda x: torch.zeros(len(x), 5), dataset="digits",
-                  transformations="rotation4", n_images=20, quantities=["I(A;Z)"],
+                  transformations="rotation4", n_images=100, quantities=["I(A;Z)"],
                   method="probe")
     assert [f["kind"] for f in rep.extra["flags"]] == ["collapsed"]
     assert rep.get("I(A;Z)", "probe").value == pytest.approx(0.0, abs=0.02)
@@ -73,7 +73,7 @@ def test_a_checkpoints_backbone_as_a_module_gives_the_checkpoints_numbers():
     plain module, with the checkpoint's normalisation, gives the same estimates."""
     ckpt = load_checkpoint(tiny_checkpoint())
     ds = measurement_dataset(ckpt)
-    kw = dict(dataset=ds, n_images=30, quantities=["I(A;Z)", "I(C;Z)"], method="probe",
+    kw = dict(dataset=ds, n_images=100, quantities=["I(A;Z)", "I(C;Z)"], method="probe",
               seed=2)
     ref = measure(tiny_checkpoint(), **kw)
     backbone = model_from_checkpoint(ckpt).backbone
@@ -98,16 +98,16 @@ def test_preprocessing_order_and_size_as_documented():
     def to_rgb(x):
         return x.repeat(1, 3, 1, 1)
 
-    rep = measure(model=model, dataset="digits", transformations=["hflip"], n_images=12,
+    rep = measure(model=model, dataset="digits", transformations=["hflip"], n_images=100,
                   image_size=12, preprocess=to_rgb, normalize=((0.1, 0.2, 0.3), (2, 4, 8)),
                   quantities=["I(A;C)"], batch_size=100)
     assert rep.provenance["model"]["preprocess"].endswith("to_rgb")
     ds = load_dataset("digits", split="test", image_size=12)
-    idx = np.sort(np.random.default_rng(0).choice(len(ds), size=12, replace=False))
+    idx = np.sort(np.random.default_rng(0).choice(len(ds), size=100, replace=False))
     x = ds.images[idx]                                   # label 0 of hflip: the identity
     mean = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
     std = torch.tensor([2.0, 4.0, 8.0]).view(1, 3, 1, 1)
-    assert len(seen) == 2 and seen[0].shape == (12, 3, 12, 12)
+    assert len(seen) == 2 and seen[0].shape == (100, 3, 12, 12)
     torch.testing.assert_close(seen[0], (x.repeat(1, 3, 1, 1) - mean) / std)
     torch.testing.assert_close(seen[1], (x.flip(-1).repeat(1, 3, 1, 1) - mean) / std)
 
@@ -118,7 +118,7 @@ def test_stochastic_model_reproducible_and_global_rng_untouched():
 
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    kw = dict(model=noisy, dataset="digits", transformations=["rotation4"], n_images=20,
+    kw = dict(model=noisy, dataset="digits", transformations=["rotation4"], n_images=100,
               image_size=8, quantities=["I(A;Z)"], method="probe", seed=5)
     one, two = measure(**kw), measure(**kw)
     assert torch.equal(state, torch.get_rng_state())
@@ -145,7 +145,7 @@ def test_stochastic_model_reproducible_and_global_rng_untouched():
 ])
 def test_bad_model_arguments_one_line(kwargs, match):
     base = dict(model=lambda x: x.flatten(1), dataset="digits", transformations=["hflip"],
-                n_images=20, image_size=8, quantities=["I(A;C)"], batch_size=20)
+                n_images=100, image_size=8, quantities=["I(A;C)"], batch_size=20)
     with pytest.raises(ValueError, match=match) as info:
         measure(**{**base, **kwargs})
     assert "\n" not in str(info.value)
@@ -153,7 +153,7 @@ def test_bad_model_arguments_one_line(kwargs, match):
 
 def test_checkpoint_path_refuses_model_preprocessing():
     with pytest.raises(ValueError, match="describe a model passed as model="):
-        measure(tiny_checkpoint(), normalize=(0.5, 0.5), n_images=20)
+        measure(tiny_checkpoint(), normalize=(0.5, 0.5), n_images=100)
 
 
 # ================================================================= measure_features
