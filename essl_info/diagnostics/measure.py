@@ -151,11 +151,11 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     device = str(resolve_device(device))
     user_model = model
     if user_model is not None:   # any model: DESIGN §3, "models that did not come from..."
-        model, ds = user_model_and_dataset(user_model, checkpoint=checkpoint, arch=arch, layer=layer,
-                                dataset=dataset, transformations=transformations,
-                                split=split, data_dir=data_dir, normalize=normalize,
-                                image_size=image_size, preprocess=preprocess,
-                                dataset_params=dataset_params)
+        model, ds = user_model_and_dataset(
+            user_model, checkpoint=checkpoint, arch=arch, layer=layer, dataset=dataset,
+            transformations=transformations, split=split, data_dir=data_dir,
+            normalize=normalize, image_size=image_size, preprocess=preprocess,
+            dataset_params=dataset_params)
         ckpt, name = {}, f"<model {model.label}>"
         running = evaluating(model, device, seed)
     else:
