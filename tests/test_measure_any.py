@@ -222,7 +222,7 @@ def test_measure_features_independent_features_give_zero():
 
 
 def test_torch_and_numpy_inputs_give_the_same_report():
-    z, a, c, image = _noisy_collider(40, eps=0.3, seed=2)
+    z, a, c, image = _noisy_collider(100, eps=0.3, seed=2)
     kw = dict(method="probe", quantities=["I(A;Z)"])
     ref = measure_features(z, a=a, c=c, image_id=image, **kw)
     got = measure_features(torch.from_numpy(z).view(-1, 2, 2), a=torch.from_numpy(a),
@@ -262,7 +262,7 @@ def test_measure_features_bad_input_one_line(edit, match):
 
 # ======================================================================== the CLI
 def test_cli_features_prints_the_api_table(capsys, tmp_path):
-    z, a, c, image = _noisy_collider(40, eps=0.3, seed=3)
+    z, a, c, image = _noisy_collider(100, eps=0.3, seed=3)
     path = tmp_path / "f.npz"
     np.savez(path, z=z.astype(np.float32), a=a, c=c, image_id=image,
              transformation=np.array("rotation4"))
