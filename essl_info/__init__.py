@@ -18,7 +18,7 @@ from .types import Estimate, Report
 # torch is already imported by the estimators, so these cost little more. Imported eagerly
 # so that the package attribute ``measure`` is the function (as ``tqdm.tqdm``), not the
 # submodule of the same name; ``from essl_info.diagnostics.measure import ...`` reaches the module.
-from .diagnostics.measure import measure, rank_transforms  # noqa: E402
+from .diagnostics.measure import measure, measure_features, rank_transforms  # noqa: E402
 from .estimators.resampling import permutation_test  # noqa: E402
 
 
@@ -29,6 +29,7 @@ __all__ = [
     "estimate_entropy",
     "estimate_mi",
     "measure",
+    "measure_features",
     "permutation_test",
     "rank_transforms",
 ]

@@ -17,17 +17,19 @@ Also here: the CLI glue of ``essl-info measure`` and ``essl-info rank-transforms
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
-from .features import LAYERS, check_layer, extract_features
+from .any_model import measure_features, user_model_and_dataset
+from .features import LAYERS, check_layer, evaluating, extract_features
 from .quantities import (METHODS, PROBE_SEEDS, QUANTITIES, Context, disagreements, estimate_quantities,
                          range_checks)
 from ..estimators.probe_families import resolve_device
@@ -121,12 +123,22 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
             transformations=None, arch: str | None = None, device: str = "cpu",
             batch_size: int = 256, folds: int = 5, k: int = 3, progress: bool = False,
             dataset_params: Mapping[str, Any] | None = None,
-            seeds: int = PROBE_SEEDS) -> Report:
-    """Information quantities of a checkpoint's representation, in nats.
+            seeds: int = PROBE_SEEDS, model=None, normalize=None,
+            image_size: int | None = None, preprocess=None) -> Report:
+    """Information quantities of a checkpoint's representation (or any model's), in nats.
 
     Parameters
     ----------
     checkpoint : path, loaded checkpoint dict, or None for the bundled digits checkpoint.
+    model : instead of a checkpoint, any ``torch.nn.Module`` or callable mapping images
+        (B, C, H, W), float in [0, 1], to features (B, d) (any shape, flattened); needs
+        ``dataset`` and ``transformations``. It runs in eval mode without gradients; its
+        training flags and device are restored afterwards and the global torch RNG is
+        left untouched.
+    normalize, image_size, preprocess : what ``model`` expects: ``(mean, std)`` applied
+        after ``preprocess(x)`` (a callable on the transformed batch in [0, 1]); images are
+        loaded (or resized) at ``image_size`` before the transformation. All three are
+        recorded in ``provenance["model"]``.
     dataset : registry name or ``ImageDataset`` (default: the checkpoint's own dataset).
     quantities : names from ``QUANTITIES`` (default: all).
     layer : ``"backbone"`` (default) or ``"projector"``.
@@ -151,24 +163,34 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     from ..models.checkpoint import model_from_checkpoint
 
     t0 = time.perf_counter()
-    names = list(QUANTITIES) if quantities is None else list(quantities)
-    unknown = [q for q in names if q not in QUANTITIES]
-    if unknown:
-        raise ValueError(f"unknown quantity {unknown[0]!r}; choose from {list(QUANTITIES)}")
-    if method not in METHOD_CHOICES:
-        raise ValueError(f"method must be one of {sorted(METHOD_CHOICES)}, got {method!r}")
+    names = quantity_names(quantities, method)
     check_layer(layer)
     device = str(resolve_device(device))
-    ckpt, name = load_for_measure(checkpoint, arch=arch, dataset=dataset, data_dir=data_dir,
-                                  seed=seed, dataset_params=dataset_params)
-    parts = ckpt.get("train", {}).get("imported_parts")
-    if layer == "projector" and parts is not None and "projector" not in parts:
-        raise ValueError(f"{name} was imported without a projector (its layout has none); "
-                         f"measure --layer backbone")
-    with torch.random.fork_rng(devices=[]):   # building the network draws initial weights
-        model = model_from_checkpoint(ckpt, device=device)
-    ds = measurement_dataset(ckpt, dataset, split=split, data_dir=data_dir,
-                             dataset_params=dataset_params)
+    user_model = model
+    if user_model is not None:   # any model: DESIGN §3, "models that did not come from..."
+        model, ds = user_model_and_dataset(
+            user_model, checkpoint=checkpoint, arch=arch, layer=layer, dataset=dataset,
+            transformations=transformations, split=split, data_dir=data_dir,
+            normalize=normalize, image_size=image_size, preprocess=preprocess,
+            dataset_params=dataset_params)
+        ckpt, name = {}, f"<model {model.label}>"
+        running = evaluating(model, device, seed)
+    else:
+        if normalize is not None or image_size is not None or preprocess is not None:
+            raise ValueError("normalize, image_size and preprocess describe a model passed "
+                             "as model=; a checkpoint records its own")
+        ckpt, name = load_for_measure(checkpoint, arch=arch, dataset=dataset,
+                                      data_dir=data_dir, seed=seed,
+                                      dataset_params=dataset_params)
+        parts = ckpt.get("train", {}).get("imported_parts")
+        if layer == "projector" and parts is not None and "projector" not in parts:
+            raise ValueError(f"{name} was imported without a projector (its layout has "
+                             f"none); measure --layer backbone")
+        with torch.random.fork_rng(devices=[]):   # building the network draws weights
+            model = model_from_checkpoint(ckpt, device=device)
+        ds = measurement_dataset(ckpt, dataset, split=split, data_dir=data_dir,
+                                 dataset_params=dataset_params)
+        running = contextlib.nullcontext()
     if n_images is not None:
         if not MIN_IMAGES <= int(n_images):
             raise ValueError(f"n_images={n_images} is too few: measure needs at least "
@@ -182,10 +204,52 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
                          f"needs at least {MIN_IMAGES} ({MIN_IMAGES_WHY}): measure on a "
                          "larger split (--split train) or add images")
 
+    with running:
+        estimates, flags, rows = estimate_from_features(
+            (extract_features(model, ds, t, layer=layer, batch_size=batch_size,
+                              device=device, progress=progress)
+             for t in _transformations(ckpt, transformations)),
+            names, method, seed=seed, folds=folds, k=k, device=device,
+            seeds=seeds)
+    progress_info = ckpt.get("progress", {})
+    provenance = {
+        "library_version": __version__, "seed": seed, "layer": layer, "split": ds.split,
+        "method": method, "n_images": len(ds), "rows": rows,
+        "transformations": list(rows), "epoch": progress_info.get("epoch"),
+        "step": progress_info.get("step"), "dataset_params": dict(ds.params),
+        "imported": bool(ckpt.get("train", {}).get("imported")), "device": str(device),
+        "probe": {"family": "logistic", "folds": folds, "seeds": seeds}, "knn": {"k": k},
+        "elapsed_s": round(time.perf_counter() - t0, 2),
+    }
+    if user_model is not None:
+        provenance.update(source="model", model={"name": model.label,
+                                                 **model.prep.describe()})
+    return Report(estimates, checkpoint=name, dataset=ds.name, provenance=provenance,
+                  extra={"flags": flags} if flags else {})
+
+
+def quantity_names(quantities, method: str) -> list[str]:
+    """The requested quantities (default: all), checked with the method before any work."""
+    names = list(QUANTITIES) if quantities is None else list(quantities)
+    unknown = [q for q in names if q not in QUANTITIES]
+    if unknown:
+        raise ValueError(f"unknown quantity {unknown[0]!r}; choose from {list(QUANTITIES)}")
+    if method not in METHOD_CHOICES:
+        raise ValueError(f"method must be one of {sorted(METHOD_CHOICES)}, got {method!r}")
+    return names
+
+
+def estimate_from_features(feature_sets: Iterable, names: Sequence[str], method: str, *,
+                           seed: int, folds: int, k: int, device: str,
+                           seeds: int = PROBE_SEEDS
+                           ) -> tuple[list, list[dict], dict[str, int]]:
+    """The one pipeline behind ``measure`` and ``measure_features``: for each ``Features``
+    (one per transformation; an iterable, so each is extracted only when needed), the
+    quantities ``names`` by the methods of ``method``, with the collapsed-features and
+    probe/kNN disagreement flags. Returns (estimates, flags, rows per transformation)."""
     estimates, flags, rows = [], [], {}
-    for t in _transformations(ckpt, transformations):
-        feats = extract_features(model, ds, t, layer=layer, batch_size=batch_size,
-                                 device=device, progress=progress)
+    for feats in feature_sets:
+        t, layer = feats.transformation, feats.layer
         rows[t] = len(feats)
         if feats.collapsed:
             flags.append({"kind": "collapsed", "transformation": t,
@@ -199,18 +263,7 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         flags += out_of_range
         estimates += found
     flags += disagreements(estimates)
-    progress_info = ckpt.get("progress", {})
-    provenance = {
-        "library_version": __version__, "seed": seed, "layer": layer, "split": ds.split,
-        "method": method, "n_images": len(ds), "rows": rows,
-        "transformations": list(rows), "epoch": progress_info.get("epoch"),
-        "step": progress_info.get("step"), "dataset_params": dict(ds.params),
-        "imported": bool(ckpt.get("train", {}).get("imported")), "device": str(device),
-        "probe": {"family": "logistic", "folds": folds, "seeds": seeds}, "knn": {"k": k},
-        "elapsed_s": round(time.perf_counter() - t0, 2),
-    }
-    return Report(estimates, checkpoint=name, dataset=ds.name, provenance=provenance,
-                  extra={"flags": flags} if flags else {})
+    return estimates, flags, rows
 
 
 def checkpoint_paths(paths: Sequence[str]) -> list[Path]:
@@ -249,7 +302,9 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--n-images", type=int, default=None, help="a seeded subset of images")
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
-                   "(resnet18_cifar, resnet18, resnet50); needs --dataset")
+                   "(resnet18_cifar, resnet18, resnet50), optionally FORMAT:ARCH to force "
+                   "a layout (torchvision:resnet50, timm:resnet50, solo-learn:resnet18, "
+                   "lightly:resnet18); needs --dataset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
@@ -259,18 +314,46 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    help="bar chart with 95%% intervals (one checkpoint) or quantities "
                         "against epoch (several); .png, .pdf or .svg")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--features", default=None, metavar="FILE.npz",
+                   help="measure features computed elsewhere instead of a checkpoint: an "
+                        ".npz (numpy.savez) with arrays z (N, d) float features, a (N,) int "
+                        "transformation label, c (N,) int class, image_id (N,) int source "
+                        "image of each row, and optionally transformation (a string naming "
+                        "A); --quantity, --method, --seed and the outputs apply")
+
+
+def _run_features_cli(args: argparse.Namespace):
+    """The Report of ``--features FILE.npz`` (options that need a model are refused)."""
+    from .features import read_features_npz
+
+    given = [f"--{o}" for o, v in (("arch", args.arch), ("dataset", args.dataset),
+                                   ("data-dir", args.data_dir), ("transforms", args.transforms),
+                                   ("n-images", args.n_images)) if v is not None]
+    given += ["a checkpoint"] if args.ckpt else []
+    given += ["--layer"] if args.layer != "backbone" else []
+    given += ["--data-param"] if args.data_param else []
+    if given:
+        raise ValueError(f"--features measures the arrays in the file; it takes no "
+                         f"{', '.join(given)}")
+    arrays = read_features_npz(args.features)
+    return measure_features(arrays["z"], a=arrays["a"], c=arrays["c"],
+                            image_id=arrays["image_id"], quantities=args.quantity,
+                            method=args.method, seed=args.seed, device=args.device,
+                            transformation=arrays.get("transformation", "custom"),
+                            name=str(args.features))
 
 
 def run_measure_cli(args: argparse.Namespace) -> int:
     from . import report as fmt
 
-    paths = checkpoint_paths(args.ckpt) if args.ckpt else [None]
+    paths = checkpoint_paths(args.ckpt) if args.ckpt and not args.features else [None]
     # fail before the work, not after
     if args.csv and not Path(args.csv).resolve().parent.is_dir():
         raise FileNotFoundError(f"output folder of {args.csv!r} does not exist")
     if args.plot:
         fmt.check_plot_path(args.plot)
-    reports = [measure(p, dataset=args.dataset, quantities=args.quantity,
+    reports = [_run_features_cli(args)] if args.features else [
+               measure(p, dataset=args.dataset, quantities=args.quantity,
                        layer=args.layer, method=args.method, n_images=args.n_images,
                        seed=args.seed, split=args.split, data_dir=args.data_dir,
                        transformations=args.transforms, arch=args.arch, device=args.device,
@@ -352,5 +435,5 @@ def run_rank_cli(args: argparse.Namespace) -> int:
 
 
 __all__ = ["QUANTITIES", "add_measure_arguments", "add_rank_arguments", "checkpoint_paths",
-           "load_for_measure", "measure", "measurement_dataset", "rank_transforms",
-           "run_measure_cli", "run_rank_cli"]
+           "estimate_from_features", "load_for_measure", "measure", "measure_features",
+           "measurement_dataset", "quantity_names", "rank_transforms", "run_measure_cli", "run_rank_cli"]

@@ -84,8 +84,8 @@ def _describe(report: Report) -> str:
     bits = []
     if report.checkpoint:
         ep = p.get("epoch")
-        bits.append(f"checkpoint: {report.checkpoint}" + (f" (epoch {ep})" if ep is not None
-                                                          else ""))
+        bits.append(f"{p.get('source', 'checkpoint')}: {report.checkpoint}"
+                    + (f" (epoch {ep})" if ep is not None else ""))
     if report.dataset:
         split = p.get("split")
         bits.append(f"dataset: {report.dataset}" + (f" ({split})" if split else ""))

@@ -27,7 +27,11 @@ Layouts (``FORMATS``; DDP ``module.`` prefixes are removed first):
   (``transforms.ToTensor()`` only).
 
 ``--arch`` names the backbone to build (``essl_info.models.networks.BACKBONES``) and ``--dataset``
-the data to measure on (class count, image size).
+the data to measure on (class count, image size). ``--arch FORMAT:ARCH`` (e.g.
+``torchvision:resnet50``) forces a layout instead of recognising it.
+
+The SSL libraries' layouts (solo-learn, lightly, plain torchvision / timm state dicts) live
+in :mod:`.library_importers` and register here, in ``FORMATS``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -58,6 +62,10 @@ class ForeignFormat:
     duplicates: dict = field(default_factory=dict)   # prefix -> prefix it must equal
     skipped: dict = field(default_factory=dict)      # prefix -> what it is (not imported)
     normalisation: tuple | None = None               # (mean, std) of that code's inputs
+    also: tuple = ()          # further keys that must be present (a more specific layout)
+    # library layouts: (backbone keys, --arch, source) -> (backbone to build, keys renamed
+    # to torchvision's, normalisation or None); see library_importers
+    adapt: Callable[[dict, str, str], tuple[str, dict, tuple | None]] | None = None
 
 
 FORMATS: dict[str, ForeignFormat] = {f.name: f for f in [
@@ -112,10 +120,24 @@ def _strip_container(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return flat
 
 
-def detect_format(flat: Mapping[str, torch.Tensor], source: str = "file") -> ForeignFormat:
-    for fmt in FORMATS.values():
-        if fmt.signature in flat:
-            return fmt
+def detect_format(flat: Mapping[str, torch.Tensor], source: str = "file",
+                  forced: str | None = None) -> ForeignFormat:
+    """The layout of ``flat``: ``forced`` (a FORMATS name) if given, else the matching
+    layout with the most identifying keys (signature + ``also``)."""
+    if forced is not None:
+        if forced not in FORMATS:
+            raise CheckpointError(f"unknown layout {forced!r} in --arch {forced}:...; known: "
+                                  f"{', '.join(FORMATS)}")
+        fmt = FORMATS[forced]
+        absent = [k for k in (fmt.signature, *fmt.also) if k not in flat]
+        if absent:
+            raise CheckpointError(f"{source} is not a {fmt.name} file ({fmt.source}): no "
+                                  f"{', '.join(absent)}")
+        return fmt
+    found = [f for f in FORMATS.values()
+             if f.signature in flat and all(k in flat for k in f.also)]
+    if found:
+        return max(found, key=lambda f: len(f.also))   # first registered among equals
     heads = sorted({k.split(".")[0] for k in flat})[:10]
     raise CheckpointError(
         f"{source}: unrecognised checkpoint layout (top-level key prefixes: {heads}); "
@@ -171,7 +193,8 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
                    **dataset_params) -> dict:
     """An essl_info checkpoint dict around the weights of a foreign file (see module doc).
 
-    ``arch``: backbone name (``resnet18_cifar``, ``resnet18``, ``resnet50``, ...);
+    ``arch``: backbone name (``resnet18_cifar``, ``resnet18``, ``resnet50``, ...),
+    optionally ``FORMAT:ARCH`` to force a layout of ``FORMATS`` (``torchvision:resnet50``);
     ``dataset``: the registry name of the data it will be measured on (its class count and
     image size go into the model spec). Heads other than the backbone and projector are
     freshly initialised (seeded) and marked untrained in ``train["imported_parts"]``.
@@ -182,6 +205,7 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
     from .networks import BACKBONES, ESSLModel, mlp_spec, model_spec
     from .. import __version__
 
+    forced, _, arch = str(arch).rpartition(":")
     if arch not in BACKBONES:
         raise CheckpointError(f"--arch {arch!r} is not a known backbone; choose one of "
                               f"{sorted(BACKBONES)}")
@@ -192,7 +216,7 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
         raise CheckpointError(f"{source} is an essl_info checkpoint: measure it without "
                               f"--arch")
     flat = _strip_container(flatten_tensors(raw))
-    fmt = detect_format(flat, source)
+    fmt = detect_format(flat, source, forced or None)
 
     # account for every tensor: backbone, projector, duplicates, skipped parts
     claimed = [fmt.backbone, *fmt.duplicates, *fmt.skipped] + (
@@ -209,6 +233,9 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
                                       f"the {fmt.name} layout but differs or is missing")
 
     backbone_sd = _take(flat, fmt.backbone)
+    normalisation = fmt.normalisation
+    if fmt.adapt is not None:    # a library's layout: its names -> torchvision's, its stem
+        arch, backbone_sd, normalisation = fmt.adapt(backbone_sd, arch, source)
     conv1 = backbone_sd.get("conv1.weight")
     if conv1 is None or conv1.ndim != 4:
         raise CheckpointError(f"{source}: no {fmt.backbone}conv1.weight in the file")
@@ -221,7 +248,7 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
     if ds.channels != in_channels:
         raise CheckpointError(f"{source}: the backbone takes {in_channels}-channel images "
                               f"but dataset {dataset!r} has {ds.channels}")
-    mean, std = fmt.normalisation or (ds.mean, ds.std)
+    mean, std = normalisation or (ds.mean, ds.std)
     ts = parse_transformations(list(transformations))
     spec = model_spec(backbone=arch, width=width, in_channels=in_channels,
                       image_size=ds.image_size, n_classes=ds.n_classes,
@@ -266,3 +293,5 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
 
 
 __all__ = ["FORMATS", "ForeignFormat", "detect_format", "flatten_tensors", "import_foreign"]
+
+from . import library_importers  # noqa: E402,F401  (registers its layouts in FORMATS)

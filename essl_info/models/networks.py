@@ -88,11 +88,21 @@ def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module | None:
     return nn.Sequential(_conv1x1(c_in, c_out, stride), nn.BatchNorm2d(c_out))
 
 
+# conv1 (kernel, stride, padding), ReLU after bn1, 3×3 stride-2 max-pool: the stems in use
+STEMS: dict[str, tuple[int, int, int, bool, bool]] = {
+    "cifar": (3, 1, 1, True, False),      # E-SSL / SimCLR on 32×32
+    "imagenet": (7, 2, 3, True, True),    # torchvision
+    "cifar_pad2": (3, 1, 2, True, False),    # solo-learn's CIFAR stem (methods/base.py)
+    "cifar_norelu": (3, 1, 1, False, False),  # lightly's ResNetGenerator in nn.Sequential
+}                                             # (its ReLU is functional, so it drops out)
+
+
 class ResNet(nn.Module):
     """A torchvision-layout ResNet trunk without ``fc``: (n, C, H, W) → (n, feature_dim).
 
     ``stem="cifar"``: 3×3 stride-1 ``conv1`` and no max-pool (E-SSL / SimCLR on 32×32);
-    ``stem="imagenet"``: 7×7 stride-2 ``conv1`` then a 3×3 stride-2 max-pool.
+    ``stem="imagenet"``: 7×7 stride-2 ``conv1`` then a 3×3 stride-2 max-pool; the other
+    entries of ``STEMS`` reproduce SSL libraries' CIFAR stems exactly.
     ``widths[i]`` is the number of planes of stage ``layer{i+1}`` (torchvision: 64·2^i);
     stages after the first halve the resolution.
     """
@@ -100,21 +110,19 @@ class ResNet(nn.Module):
     def __init__(self, block: type, blocks: Sequence[int], widths: Sequence[int],
                  in_channels: int = 3, stem: str = "cifar"):
         super().__init__()
-        if stem not in ("cifar", "imagenet"):
-            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {sorted(STEMS)}, got {stem!r}")
         if len(blocks) != len(widths) or not blocks:
             raise ValueError(f"blocks {list(blocks)} and widths {list(widths)} must have "
                              f"the same non-zero length")
         c = widths[0]
-        if stem == "cifar":
-            self.conv1 = _conv3x3(in_channels, c)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(in_channels, c, kernel_size=7, stride=2, padding=3,
-                                   bias=False)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        kernel, stride, padding, act, pool = STEMS[stem]
+        self.conv1 = nn.Conv2d(in_channels, c, kernel_size=kernel, stride=stride,
+                               padding=padding, bias=False)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if pool else \
+            nn.Identity()
         self.bn1 = nn.BatchNorm2d(c)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=True) if act else nn.Identity()
         self.stages = len(blocks)
         for i, (n_blocks, planes) in enumerate(zip(blocks, widths)):
             layers = []
@@ -189,6 +197,25 @@ def _resnet18(in_channels: int, width: int) -> ResNet:
 def _resnet50(in_channels: int, width: int) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), [width * 2**i for i in range(4)], in_channels,
                   "imagenet")
+
+
+def _library_variant(depth: str, stem: str, library: str) -> None:
+    """Register ``{depth}_{stem}``: ResNet-18/50 with a stem an SSL library uses (the
+    weights alone cannot tell these stems apart; ``models.library_importers`` picks them)."""
+    block, blocks = {"resnet18": (BasicBlock, (2, 2, 2, 2)),
+                     "resnet50": (Bottleneck, (3, 4, 6, 3))}[depth]
+    kernel, _, padding, act, _ = STEMS[stem]
+    register_backbone(f"{depth}_{stem}", default_width=64, head_width=2048,
+                      summary=f"{depth} with {library}'s CIFAR stem ({kernel}x{kernel} conv, "
+                              f"padding {padding}, {'' if act else 'no ReLU, '}no max-pool); "
+                              f"{512 * block.expansion}-d features")(
+        lambda in_channels, width: ResNet(block, blocks, [width * 2**i for i in range(4)],
+                                          in_channels, stem))
+
+
+for _depth in ("resnet18", "resnet50"):
+    _library_variant(_depth, "cifar_pad2", "solo-learn")
+    _library_variant(_depth, "cifar_norelu", "lightly (ResNetGenerator)")
 
 
 def build_backbone(name: str, in_channels: int = 3, width: int | None = None) -> ResNet:
