@@ -250,6 +250,7 @@ def _arrays(n=20):
     (dict(n_labels=1), "smaller than the largest label"),
     (dict(quantities=["I(X;Y)"]), "unknown quantity"),
     (dict(method="magic"), "method must be one of"),
+    (dict(), "measure_features needs at least 80"),       # valid arrays, too few images
 ])
 def test_measure_features_bad_input_one_line(edit, match):
     arr = _arrays()

@@ -77,12 +77,15 @@ def measure_features(z, *, a, c, image_id, quantities: Sequence[str] | None = No
     with errors, and ``extra["flags"]``. Raises ``ValueError`` naming bad input.
     """
     from .. import __version__
-    from .measure import estimate_from_features, quantity_names
+    from .measure import MIN_IMAGES, MIN_IMAGES_WHY, estimate_from_features, quantity_names
 
     t0 = time.perf_counter()
     names = quantity_names(quantities, method)
     feats = features_from_arrays(z, a, c, image_id, transformation=transformation,
                                  n_labels=n_labels, n_classes=n_classes)
+    if feats.n_images < MIN_IMAGES:
+        raise ValueError(f"the features come from {feats.n_images} images; measure_features "
+                         f"needs at least {MIN_IMAGES} ({MIN_IMAGES_WHY})")
     device = str(resolve_device(device))
     estimates, flags, rows = estimate_from_features([feats], names, method, seed=seed,
                                                     folds=folds, k=k, device=device)
