@@ -233,7 +233,8 @@ def execute(sweep: Sweep, *, jobs: int = 1, progress: Callable[[str], None] | No
         for r in todo:
             t = time.perf_counter()
             try:
-                train(r.config)
+                started = any((r.folder / f).exists() for f in ("resume.pt", "checkpoint.pt"))
+                train(replace(r.config, resume=started))   # (no "starting afresh" notice)
                 ok = True
             except (ValueError, RuntimeError) as e:
                 ok = False
