@@ -102,6 +102,7 @@ _CIFAR = dict(backbone="resnet18_cifar", image_size=32, trans_size=16, view_aug=
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": _SMALL,
     "rotation-world": _SMALL,
+    "transform-world": _SMALL,
     "cifar10": _CIFAR,
     "cifar100": _CIFAR,
     "folder": dict(_CIFAR, backbone="resnet18", image_size=64, trans_size=32, epochs=200,
