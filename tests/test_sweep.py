@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -88,22 +89,43 @@ def test_jobs_runs_skips_and_printed_commands_aggregate_the_same(tmp_path):
     assert _science(collect(by_hand)) == _science(collect(by_workers))
 
 
+def _worker_pids() -> list[int]:
+    """Our child processes running the trainer (Linux /proc)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+            cmd = open(f"/proc/{d}/cmdline", "rb").read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"essl_info.cli" in cmd:
+            pids.append(int(d))
+    return pids
+
+
 def test_resumes_after_sigkill_of_a_worker(tmp_path):
     base = TrainConfig(**{**BASE.__dict__, "epochs": 6, "n_train": 128})
     sweep = Sweep(tmp_path / "killed", grid(base, seed=[(0, {"seed": 0})]))
     run = sweep.runs[0]
-    [line] = commands(sweep, program=PROGRAM)
-    proc = subprocess.Popen(line, shell=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     log = run.folder / "log.jsonl"
-    deadline = time.time() + 120
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault(
+        "out", execute(sweep, jobs=1, progress=lambda _: None, poll_s=0.05)))
+    worker.start()
+    deadline = time.time() + 180
     while time.time() < deadline:   # kill once an epoch is saved, before the last one
         if (run.folder / "resume.pt").exists() and '"event": "epoch"' in (
                 log.read_text() if log.exists() else ""):
             break
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    [pid] = _worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    worker.join()
+    out = result["out"]
+    assert out.done == 0 and len(out.failed) == 1 and out.failed[0][0] == str(run.folder)
     saved = load_checkpoint(run.folder / "resume.pt")["progress"]["epoch"]
     assert 1 <= saved < 6 and not is_finished(run.folder)
 

@@ -12,7 +12,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from essl_info.cli import main
-from essl_info.experiments.downstream import cross_validated_correctness, EvalConfig
+from essl_info.experiments.downstream import (EvalConfig, cross_validated_correctness,
+                                              linear_predict)
 from essl_info.experiments.theory import _spearman, analyse, format_table, plot, theory_test
 
 
@@ -111,3 +112,17 @@ def test_cli_print_commands_and_bad_input(tmp_path, capsys):
     assert main(["theory-test", "--dataset", "digits", "--tiny", "--transforms",
                  "rotation4"]) == 2
     assert "at least 2 candidate" in capsys.readouterr().err
+
+
+def test_ridge_probe_matches_scikit_learn():
+    import torch
+    from sklearn.linear_model import RidgeClassifier
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 12, generator=g, dtype=torch.float64) * torch.linspace(0.1, 5, 12)
+    y = (x[:, :4].argmax(1) + (torch.rand(300, generator=g) < 0.2).long()) % 5
+    xtr, ytr, xte = x[:200], y[:200], x[200:]
+    mu, sd = xtr.mean(0), xtr.std(0)
+    ref = RidgeClassifier(alpha=3.0).fit(((xtr - mu) / sd).numpy(), ytr.numpy())
+    ours = linear_predict(xtr, ytr, xte, n_classes=5, alpha=3.0)
+    assert (ours.numpy() == ref.predict(((xte - mu) / sd).numpy())).all()

@@ -10,8 +10,9 @@ were right) is what is stored, so that an accuracy, its cluster-robust standard 
 images, and any bootstrap over images can be computed later from disk.
 
 Two classifiers on the backbone features, as the trainer's monitors use them:
-- ``linear``: multinomial logistic regression (scikit-learn lbfgs, C = 1) on standardised
-  features — the linear probe;
+- ``linear``: a ridge-regression classifier on standardised features — the linear probe
+  (50x cheaper than a logistic regression and within 0.015 of its accuracy, see
+  ``linear_predict``: the sweep evaluates every run 10 times);
 - ``knn``: weighted k-nearest-neighbour vote on L2-normalised features (Wu et al. 2018:
   weight exp(cos / t), k = 200, t = 0.1, k capped at the training fold's size).
 
@@ -46,7 +47,7 @@ class EvalConfig:
     seed: int = 0                   # fold assignment and subset
     knn_k: int = 200
     knn_t: float = 0.1
-    linear_c: float = 1.0
+    ridge_alpha: float = 1.0
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor,
@@ -66,16 +67,24 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor,
     return torch.cat(out)
 
 
-def _linear_predict(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, *, c: float,
-                    seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000,
-                                                             random_state=seed))
-    clf.fit(xtr, ytr)
-    return clf.predict(xte)
+def linear_predict(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, *,
+                   n_classes: int, alpha: float = 1.0) -> torch.Tensor:
+    """Linear-probe predictions ``(m,)`` of a ridge-regression classifier: least squares
+    from features standardised by the training rows (plus an unpenalised intercept) to
+    one-hot labels, penalty ``alpha``·||W||², argmax. One (d+1)² solve in float64: on
+    transform-world features (2,048 train rows, d = 64) 0.1 s against 4-5 s for
+    scikit-learn's logistic regression, with test accuracies within 0.015 of it on six
+    encoders (random and trained)."""
+    xtr, xte = xtr.double(), xte.double()
+    mu, sd = xtr.mean(0), xtr.std(0).clamp_min(1e-8)
+    ones = torch.ones(1, dtype=torch.float64)
+    a = torch.cat([(xtr - mu) / sd, ones.expand(len(xtr), 1)], 1)        # (n, d+1)
+    b = torch.cat([(xte - mu) / sd, ones.expand(len(xte), 1)], 1)        # (m, d+1)
+    reg = alpha * torch.eye(a.shape[1], dtype=torch.float64)
+    reg[-1, -1] = 0.0
+    targets = torch.nn.functional.one_hot(ytr, n_classes).double()        # (n, K)
+    w = torch.linalg.solve(a.T @ a + reg, a.T @ targets)                 # (d+1, K)
+    return (b @ w).argmax(1)
 
 
 def cross_validated_correctness(feats: torch.Tensor, labels: torch.Tensor, n_classes: int,
@@ -93,7 +102,9 @@ def cross_validated_correctness(feats: torch.Tensor, labels: torch.Tensor, n_cla
             warnings.filterwarnings("ignore", message="The least populated class")
             splits = list(folds.split(x, y))
         for tr, te in splits:
-            pred = _linear_predict(x[tr], y[tr], x[te], c=cfg.linear_c, seed=cfg.seed)
+            tr_t, te_t = torch.from_numpy(tr), torch.from_numpy(te)
+            pred = linear_predict(feats[tr_t], labels[tr_t], feats[te_t],
+                                  n_classes=n_classes, alpha=cfg.ridge_alpha).numpy()
             hits["linear"][te] += pred == y[te]
             pred = knn_predict(feats[tr], labels[tr], feats[te], n_classes=n_classes,
                                k=cfg.knn_k, t=cfg.knn_t).numpy()
@@ -117,10 +128,12 @@ def evaluation_images(ckpt: dict, cfg: EvalConfig):
     return images, labels, parts[0].n_classes
 
 
-def evaluate_run(folder: str | Path, cfg: EvalConfig = EvalConfig()) -> dict:
+def evaluate_run(folder: str | Path, cfg: EvalConfig = EvalConfig(), *,
+                 device: str = "cpu") -> dict:
     """The downstream evaluation of the run in ``folder`` (its ``checkpoint.pt``), read
     from ``folder/downstream.json`` when it holds one for ``cfg``, else computed and
-    written there. Returns ``{"config", "n", "correct": {metric: [n floats]}}``."""
+    written there (features extracted on ``device``; the classifiers run on the CPU).
+    Returns ``{"config", "n", "epoch", "correct": {metric: [n floats]}}``."""
     from ..models.checkpoint import load_checkpoint, model_from_checkpoint
     from ..training.monitors import embed
 
@@ -132,9 +145,9 @@ def evaluate_run(folder: str | Path, cfg: EvalConfig = EvalConfig()) -> dict:
             return doc
     ckpt = load_checkpoint(folder / "checkpoint.pt")
     with torch.random.fork_rng(devices=[]):
-        model = model_from_checkpoint(ckpt)
+        model = model_from_checkpoint(ckpt, device=device)
     images, labels, n_classes = evaluation_images(ckpt, cfg)
-    feats = embed(model, images)
+    feats = embed(model, images, device=device)
     correct = cross_validated_correctness(feats, labels, n_classes, cfg)
     doc = {"config": asdict(cfg), "n": int(len(labels)),
            "epoch": ckpt.get("progress", {}).get("epoch"),
@@ -146,4 +159,4 @@ def evaluate_run(folder: str | Path, cfg: EvalConfig = EvalConfig()) -> dict:
 
 
 __all__ = ["EvalConfig", "METRICS", "cross_validated_correctness", "evaluate_run",
-           "evaluation_images", "knn_predict"]
+           "evaluation_images", "knn_predict", "linear_predict"]

@@ -77,8 +77,8 @@ PRESETS: dict[str, TheoryPreset] = {p.name: p for p in (
                  evaluation=EvalConfig(folds=2, repeats=1, max_images=80, knn_k=20),
                  seeds=2),
     TheoryPreset("quick", "CPU, embedded data (digits, rotation-world, transform-world): "
-                 "the dataset's recipe with 10 epochs",
-                 train=dict(epochs=10, device="cpu"), rank_images=2000,
+                 "the dataset's recipe with 6 epochs",
+                 train=dict(epochs=6, device="cpu"), rank_images=2000,
                  evaluation=EvalConfig(folds=5, repeats=2, max_images=4000)),
     TheoryPreset("full", "GPU, CIFAR-10/100 (--data-dir): Wang et al. Fig. 1's setting "
                  "(ResNet-18, 200 epochs, batch 512, weight decay 1e-6)",
@@ -258,10 +258,12 @@ def theory_test(dataset: str, transforms: Sequence[str] = DEFAULT_CANDIDATES, *,
     sweep = theory_sweep(dataset, transforms, root=root, preset=preset, seeds=seeds,
                          data_params=data_params, data_dir=data_dir, overrides=ov)
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    from ..estimators.probe_families import resolve_device
+
+    feat_device = str(resolve_device(sweep.runs[0].config.device))
     say(f"theory-test: 1/3 rank-transforms on {dataset} ({', '.join(transforms)})")
     pred = prediction(dataset, transforms, root=sweep.root, preset=preset,
-                      data_params=data_params, data_dir=data_dir,
-                      device=ov.get("device", "cpu") if ov.get("device") != "auto" else "cpu")
+                      data_params=data_params, data_dir=data_dir, device=feat_device)
     say(f"theory-test: 2/3 training ({len(sweep)} runs)")
     outcome = execute(sweep, jobs=jobs, progress=say)
     if outcome.failed:
@@ -272,7 +274,7 @@ def theory_test(dataset: str, transforms: Sequence[str] = DEFAULT_CANDIDATES, *,
     say(f"theory-test: 3/3 downstream evaluation of {len(sweep)} runs")
     evals = {}
     for k, r in enumerate({r["key"]: r for r in rows}.values()):
-        evals[r["key"]] = evaluate_run(r["folder"], preset.evaluation)
+        evals[r["key"]] = evaluate_run(r["folder"], preset.evaluation, device=feat_device)
         if (k + 1) % 10 == 0:
             say(f"  evaluated {k + 1}/{len(sweep)}")
     result = analyse(rows, evals, pred, transforms, n_boot=n_boot)
