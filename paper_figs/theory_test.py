@@ -57,7 +57,7 @@ def plot(rows: list[dict], out: Path = FIGURE) -> Path:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from essl_info.experiments.theory import plot as plot_one
+    from essl_info.experiments.theory_report import plot as plot_one
 
     parts = []
     for k, res in enumerate(rows):

@@ -14,7 +14,8 @@ from scipy.stats import spearmanr
 from essl_info.cli import main
 from essl_info.experiments.downstream import (EvalConfig, cross_validated_correctness,
                                               linear_predict)
-from essl_info.experiments.theory import _spearman, analyse, format_table, plot, theory_test
+from essl_info.experiments.theory import _spearman, analyse, theory_test
+from essl_info.experiments.theory_report import format_table, plot
 
 
 def test_spearman_matches_scipy_with_ties():
