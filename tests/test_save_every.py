@@ -36,7 +36,7 @@ def test_save_every_keeps_epochs_and_measure_draws_them(tmp_path, capsys):
     capsys.readouterr()
     plot = tmp_path / "dynamics.png"
     assert main(["measure", str(out), "--json", "--quantity", "I(A;Z)", "--method", "probe",
-                 "--n-images", "30", "--quiet", "--plot", str(plot)]) == 0
+                 "--n-images", "100", "--quiet", "--plot", str(plot)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [r["provenance"]["epoch"] for r in doc["reports"]] == [0, 2, 3]
     assert plot.read_bytes()[:4] == b"\x89PNG"

@@ -287,7 +287,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
     bar = tqdm(total=total_steps, initial=step, file=sys.stderr, dynamic_ncols=True,
                disable=not (cfg.progress and rt.is_main), desc="train", unit="step")
 
-    if epoch == 0 and cfg.epochs > 0 and rt.is_main:   # the untrained model, for dynamics
+    if cfg.save_every and epoch == 0 and cfg.epochs > 0 and rt.is_main:   # untrained model
         _save_epoch(build_checkpoint(model, cfg, train_ds, test_ds, epoch=0, step=0,
                                      finished=False, metrics={}, history=[]),
                     cfg, out, 0, False)
