@@ -77,6 +77,19 @@ def _run_rank(args: argparse.Namespace) -> int:
     return run_rank_cli(args)
 
 
+# ========================================================================= theory-test
+def _add_theory(p: argparse.ArgumentParser) -> None:
+    from .experiments.theory import add_theory_arguments
+
+    add_theory_arguments(p)
+
+
+def _run_theory(args: argparse.Namespace) -> int:
+    from .experiments.theory import run_theory_cli
+
+    return run_theory_cli(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "measure": ("information quantities of a checkpoint's representation", _add_measure,
                 _run_measure),
@@ -85,6 +98,9 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train an E-SSL model (SimCLR/SimSiam + transformation prediction)",
               _add_train, _run_train),
     "inspect": ("show a checkpoint's metadata", _add_inspect, _run_inspect),
+    "theory-test": ("does the predicted I(A;C|X) rank the transformations as training "
+                    "does? (rank-transforms, E-SSL sweeps, downstream, Spearman rho)",
+                    _add_theory, _run_theory),
 }
 
 

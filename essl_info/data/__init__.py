@@ -10,7 +10,7 @@ Importing this package registers every bundled dataset loader.
 
 from __future__ import annotations
 
-from . import cifar, digits, folder, rotation_world  # noqa: F401  (register their loaders)
+from . import cifar, digits, folder, rotation_world, transform_world  # noqa: F401  (register)
 from .augment import (AUGMENT_PRESETS, AugmentPreset, augment, color_jitter, random_blur,
                       random_grayscale, random_hflip, random_resized_crop)
 from .datasets import DATASETS, DatasetSpec, ImageDataset, load_dataset, register_dataset

@@ -268,7 +268,8 @@ def estimate_from_features(feature_sets: Iterable, names: Sequence[str], method:
 
 def checkpoint_paths(paths: Sequence[str]) -> list[Path]:
     """Files to measure: each path given, or every ``*.pt``/``*.pth`` in a directory (a
-    run folder), leaving out the trainer's ``resume.pt`` copy of ``checkpoint.pt``."""
+    run folder), leaving out the trainer's ``resume.pt`` copy of ``checkpoint.pt`` (and
+    ``checkpoint.pt`` itself where an ``epoch_NNNN.pt`` of ``--save-every`` holds it)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -277,10 +278,26 @@ def checkpoint_paths(paths: Sequence[str]) -> list[Path]:
                                                     (p / "checkpoint.pt").exists()))
             if not found:
                 raise CheckpointError(f"no checkpoint files (*.pt, *.pth) in directory {p}")
-            out += found
+            out += _drop_last_copy(p, found)
         else:
             out.append(p)
     return out
+
+
+def _drop_last_copy(folder: Path, found: list[Path]) -> list[Path]:
+    """A run folder trained with ``--save-every`` holds ``epoch_NNNN.pt`` files (the
+    information dynamics) and ``checkpoint.pt``, the same as its last epoch file: keep
+    ``checkpoint.pt`` only when no epoch file has its epoch (an interrupted run)."""
+    from ..models.checkpoint import load_checkpoint
+
+    last = folder / "checkpoint.pt"
+    epochs = [f for f in found if f.name.startswith("epoch_")]
+    if not epochs or last not in found:
+        return found
+    epoch = load_checkpoint(last).get("progress", {}).get("epoch")
+    if epoch is not None and (folder / f"epoch_{int(epoch):04d}.pt") in found:
+        return [f for f in found if f != last]
+    return found
 
 
 # ================================================================================ CLI

@@ -76,12 +76,14 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     stop_after: int | None = None     # stop after this many epochs of this invocation
+    save_every: int | None = None     # also keep epoch_NNNN.pt every E epochs (and 0, last)
     log_every: int = 10
     progress: bool = True
 
 
 RUN_FIELDS = ("device", "amp", "channels_last", "compile", "threads", "out", "resume",
               "overwrite", "stop_after", "log_every", "progress")
+RUN_FIELDS += ("save_every",)   # which epochs are kept does not change the science
 
 # Per-dataset defaults. digits: a width-16 small_cnn at 16 px (the 8x8 digits hold no more
 # detail), the transformation branch at full size (at 8 px, E-SSL's half size, the head's
@@ -100,6 +102,7 @@ _CIFAR = dict(backbone="resnet18_cifar", image_size=32, trans_size=16, view_aug=
 RECIPES: dict[str, dict[str, Any]] = {
     "digits": _SMALL,
     "rotation-world": _SMALL,
+    "transform-world": _SMALL,
     "cifar10": _CIFAR,
     "cifar100": _CIFAR,
     "folder": dict(_CIFAR, backbone="resnet18", image_size=64, trans_size=32, epochs=200,
@@ -153,7 +156,7 @@ def _validate(cfg: TrainConfig) -> None:
         lo = 0 if name == "epochs" else 1
         need(isinstance(v, int) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
     for name in ("n_train", "n_test", "stop_after", "width", "pred_dim", "head_width",
-                 "threads"):
+                 "threads", "save_every"):
         v = getattr(cfg, name)
         need(v is None or (isinstance(v, int) and v >= 1), f"{name} must be None or an "
              f"integer >= 1, got {v!r}")
@@ -249,6 +252,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (resume later with --resume)")
     g.add_argument("--log-every", type=int, default=d.log_every)
+    g.add_argument("--save-every", type=int, default=None, metavar="E",
+                   help="also keep OUT/epoch_NNNN.pt every E epochs, the untrained model "
+                        "and the last epoch (information dynamics: measure OUT)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -290,4 +296,5 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         threads=args.threads, out=args.out,
         resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after,
-        log_every=args.log_every, progress=not args.no_progress)
+        log_every=args.log_every, progress=not args.no_progress,
+        save_every=getattr(args, "save_every", None))

@@ -14,7 +14,8 @@ Fields left ``None`` are filled from the dataset's recipe (``RECIPES``) by
 function of the step (``lr_at``); each epoch's data order and augmentations come from
 generators seeded by (seed, epoch, rank), so ``--resume`` from an epoch boundary continues
 bit-identically on CPU. Files in ``out``: ``checkpoint.pt`` (the last good epoch),
-``resume.pt`` (the same plus optimizer state), ``log.jsonl`` (one JSON object per line).
+``resume.pt`` (the same plus optimizer state), ``log.jsonl`` (one JSON object per line),
+and with ``save_every`` ``epoch_NNNN.pt`` (epoch 0, every E-th and the last).
 """
 
 from __future__ import annotations
@@ -286,6 +287,10 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
     bar = tqdm(total=total_steps, initial=step, file=sys.stderr, dynamic_ncols=True,
                disable=not (cfg.progress and rt.is_main), desc="train", unit="step")
 
+    if cfg.save_every and epoch == 0 and cfg.epochs > 0 and rt.is_main:   # untrained model
+        _save_epoch(build_checkpoint(model, cfg, train_ds, test_ds, epoch=0, step=0,
+                                     finished=False, metrics={}, history=[]),
+                    cfg, out, 0, False)
     metrics = dict(history[-1]) if history else {}
     last_good = ckpt_path if ckpt_path.exists() and epoch > 0 else None
     done_now = 0
@@ -340,6 +345,7 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
             ckpt = build_checkpoint(model, cfg, train_ds, test_ds, epoch=epoch, step=step,
                                     finished=finished, metrics=metrics, history=history)
             _save_pair(ckpt, opt, ckpt_path, resume_path)
+            _save_epoch(ckpt, cfg, out, epoch, finished)
             last_good = ckpt_path
         barrier(rt)
     bar.close()
@@ -352,6 +358,18 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
         _save_pair(ckpt, opt, ckpt_path, resume_path)
     log.write(event="end", epoch=epoch, step=step, finished=finished)
     return TrainResult(ckpt_path, resume_path, log_path, metrics, epoch)
+
+
+def epoch_checkpoint_path(out: Path, epoch: int) -> Path:
+    """Where ``--save-every`` keeps the checkpoint of ``epoch``: OUT/epoch_NNNN.pt."""
+    return Path(out) / f"epoch_{epoch:04d}.pt"
+
+
+def _save_epoch(ckpt: dict, cfg: TrainConfig, out: Path, epoch: int, finished: bool) -> None:
+    """With ``cfg.save_every = E``: keep a copy of the checkpoint of epoch 0, of every
+    E-th epoch and of the last one (information dynamics; ``measure OUT`` reads them)."""
+    if cfg.save_every and (epoch % cfg.save_every == 0 or finished):
+        save_checkpoint(ckpt, epoch_checkpoint_path(out, epoch))
 
 
 def _diverged(epoch: int, step: int, vals: dict, last_good: Path | None) -> None:

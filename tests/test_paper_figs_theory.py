@@ -1,0 +1,20 @@
+"""paper_figs/theory_test.py: its tiny path (compute() on one dataset, then plot())."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_theory_test_figure_tiny_path(tmp_path):
+    spec = importlib.util.spec_from_file_location("theory_fig",
+                                                  ROOT / "paper_figs" / "theory_test.py")
+    fig = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fig)
+    rows = fig.compute(["digits"], mode="tiny", jobs=0, root=tmp_path / "runs",
+                       transforms=["rotation4", "vflip"], out=tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())[0]["dataset"] == "digits"
+    assert rows[0]["provenance"]["wall_s"] > 0
+    png = fig.plot(rows, out=tmp_path / "f.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "f_0.png").exists()
