@@ -36,6 +36,9 @@ from ..types import Report
 METHOD_CHOICES = {"auto": METHODS, "probe": ("probe",), "knn": ("ross",)}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 RESUME_NAME = "resume.pt"   # the trainer's resume copy of checkpoint.pt: not measured twice
+# exit code of `measure` over several checkpoints when some, not all, could be measured
+# (their reasons on stderr, the others reported as usual); 0: all measured, 2: none
+EXIT_SOME_FAILED = 3
 
 
 # ======================================================================= the pieces
@@ -209,25 +212,33 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    "the bundled digits checkpoint)")
     p.add_argument("--dataset", default=None, help="dataset to measure on (default: the "
                    "checkpoint's)")
-    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files "
+                   "(default: the one recorded in the checkpoint)")
     p.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a dataset knob, e.g. --data-param m=2 (repeatable)")
+                   help="a dataset knob, e.g. --data-param m=2 (repeatable; default: the "
+                        "checkpoint's)")
     p.add_argument("--quantity", action="append", choices=list(QUANTITIES), default=None,
-                   help="a quantity to estimate (repeatable; default: all)")
+                   help="a quantity to estimate (repeatable; default: all); quote it in a "
+                        "shell: --quantity 'I(A;C|Z)'")
     p.add_argument("--method", choices=sorted(METHOD_CHOICES), default="auto",
                    help="auto: probe and kNN (flagged where they disagree)")
-    p.add_argument("--layer", choices=list(LAYERS), default="backbone")
+    p.add_argument("--layer", choices=list(LAYERS), default="backbone",
+                   help="the representation Z: backbone features or projector output")
     p.add_argument("--transforms", default=None,
                    help="comma-separated transformations (default: the checkpoint's)")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--n-images", type=int, default=None, help="a seeded subset of images")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="the dataset split to measure on")
+    p.add_argument("--n-images", type=int, default=None,
+                   help="a seeded subset of images (default: all of the split)")
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
                    "(resnet18_cifar, resnet18, resnet50); needs --dataset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the image subset, the probes' folds and the kNN tie noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    out.add_argument("--csv", default=None, metavar="FILE", help="write the estimates as CSV")
+    out.add_argument("--csv", default=None, metavar="FILE", help="write the estimates as CSV "
+                     "(the table is printed as well; --csv and --json exclude each other)")
     p.add_argument("--plot", default=None, metavar="FILE",
                    help="bar chart with 95%% intervals (one checkpoint) or quantities "
                         "against epoch (several); .png, .pdf or .svg")
@@ -237,23 +248,33 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
 def run_measure_cli(args: argparse.Namespace) -> int:
     from . import report as fmt
 
+    from ..output_paths import check_output_file
+
     paths = checkpoint_paths(args.ckpt) if args.ckpt else [None]
     # fail before the work, not after
-    if args.csv and not Path(args.csv).resolve().parent.is_dir():
-        raise FileNotFoundError(f"output folder of {args.csv!r} does not exist")
+    if args.csv:
+        check_output_file(args.csv, "--csv")
     if args.plot:
+        check_output_file(args.plot, "--plot")
         fmt.check_plot_path(args.plot)
-    reports = [measure(p, dataset=args.dataset, quantities=args.quantity,
-                       layer=args.layer, method=args.method, n_images=args.n_images,
-                       seed=args.seed, split=args.split, data_dir=args.data_dir,
-                       transformations=args.transforms, arch=args.arch, device=args.device,
-                       progress=not args.quiet,
-                       dataset_params=_data_params(args.data_param)) for p in paths]
-    if args.json:
-        print(fmt.to_json(reports[0] if len(reports) == 1 else reports))
+    kw = dict(dataset=args.dataset, quantities=args.quantity, layer=args.layer,
+              method=args.method, n_images=args.n_images, seed=args.seed, split=args.split,
+              data_dir=args.data_dir, transformations=args.transforms, arch=args.arch,
+              device=args.device, progress=not args.quiet,
+              dataset_params=_data_params(args.data_param))
+    if len(paths) == 1:   # one checkpoint: its problem is the command's, one line, exit 2
+        reports, failures = [measure(paths[0], **kw)], []
     else:
-        print(fmt.format_table(reports[0]) if len(reports) == 1 else
-              fmt.format_runs_table(reports, method="probe"))
+        reports, failures = measure_each(paths, **kw)
+        if not reports:
+            raise CheckpointError(f"none of the {len(paths)} checkpoints could be measured "
+                                  f"(first: {failures[0][0]}: {failures[0][1]})")
+    labels = fmt.run_labels([r.checkpoint for r in reports])
+    if args.json:
+        print(fmt.to_json(reports[0] if len(reports) == 1 and not failures else reports))
+    else:
+        print(fmt.format_table(reports[0]) if len(reports) == 1 and not failures else
+              fmt.format_runs_table(reports, labels=labels))
     if args.csv:
         fmt.write_csv(reports, args.csv)
     if args.plot:
@@ -262,7 +283,30 @@ def run_measure_cli(args: argparse.Namespace) -> int:
     if args.csv or args.plot:
         print("wrote " + ", ".join(x for x in (args.csv, args.plot) if x),
               file=sys.stderr)
+    for path, reason in failures:
+        where = "" if path in reason else f"{path}: "
+        print(f"essl-info: error: not measured: {where}{reason}", file=sys.stderr)
+    if failures:
+        print(f"essl-info: {len(failures)} of {len(paths)} checkpoints could not be measured "
+              f"(exit code {EXIT_SOME_FAILED}); the others are reported above",
+              file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
+
+
+def measure_each(paths: Sequence, **kw) -> tuple[list[Report], list[tuple[str, str]]]:
+    """``measure`` on each path in turn: (the reports of those that could be measured, in
+    the order given; ``(path, reason)`` of those that could not). A user-facing problem
+    with one file (unreadable, wrong data, diverged weights) does not lose the others;
+    anything else is a bug and propagates."""
+    reports, failures = [], []
+    for path in paths:
+        try:
+            reports.append(measure(path, **kw))
+        except (ValueError, OSError) as e:
+            text = str(e).strip()
+            failures.append((str(path), text.splitlines()[0] if text else type(e).__name__))
+    return reports, failures
 
 
 def add_rank_arguments(p: argparse.ArgumentParser) -> None:
