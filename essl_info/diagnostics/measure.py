@@ -28,7 +28,8 @@ import torch
 from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
 from .features import LAYERS, check_layer, extract_features
-from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
+from .quantities import (METHODS, QUANTITIES, Context, disagreements, estimate_quantities,
+                         planned_estimates)
 from ..estimators.probe_families import resolve_device
 from .rank import rank_transforms
 from ..types import Report
@@ -163,7 +164,10 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
             ds = ds.subset(np.sort(rng.choice(len(ds), size=int(n_images), replace=False)))
 
     estimates, flags, rows = [], [], {}
-    for t in _transformations(ckpt, transformations):
+    ts = _transformations(ckpt, transformations)
+    fits = _fit_progress(progress, len(ts) * len(planned_estimates(names,
+                                                                    METHOD_CHOICES[method])))
+    for t in ts:
         feats = extract_features(model, ds, t, layer=layer, batch_size=batch_size,
                                  device=device, progress=progress)
         rows[t] = len(feats)
@@ -173,7 +177,10 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
                                      f"{len(feats)} rows identical): Z carries no "
                                      f"information, every I(.;Z) is ~0"})
         ctx = Context(feats, seed=seed, folds=folds, device=device, k=k)
-        estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method])
+        estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method],
+                                         progress=fits and (lambda q, t=t: fits(f"{t} {q}")))
+    if fits:
+        fits(None)
     flags += disagreements(estimates)
     progress_info = ckpt.get("progress", {})
     provenance = {
@@ -187,6 +194,26 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     }
     return Report(estimates, checkpoint=name, dataset=ds.name, provenance=provenance,
                   extra={"flags": flags} if flags else {})
+
+
+def _fit_progress(progress: bool, total: int):
+    """A callback ``step(label)`` for the estimates after feature extraction (the probe
+    fits take seconds each): a tqdm bar on stderr counting each estimate as it starts;
+    ``step(None)`` closes it. None when ``progress`` is off."""
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="estimates", unit="fit", leave=False)
+
+    def step(label: str | None) -> None:
+        if label is None:
+            bar.close()
+            return
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(1)
+
+    return step
 
 
 def checkpoint_paths(paths: Sequence[str]) -> list[Path]:

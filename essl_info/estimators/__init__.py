@@ -16,7 +16,9 @@ import importlib
 import inspect
 
 from ..types import Estimate
-from .inputs import DataWarning, Variables, check_k, prepare_variable, prepare_variables
+from .inputs import (DataWarning, Variables, check_k, prepare_variable, prepare_variables,
+                     resolve_seed)
+from .progress import accepts_progress, progress_callback
 from .registry import (
     AUTO_RULES,
     ENTROPY_METHODS,
@@ -44,11 +46,24 @@ def _check_params(spec, params: dict) -> None:
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return
     known = {n for n, p in sig.parameters.items()
-             if p.kind is p.KEYWORD_ONLY and n not in ("k", "seed")}
+             if p.kind is p.KEYWORD_ONLY and n not in ("k", "seed", "progress")}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"method {spec.name!r} does not take {unknown}; its options are "
                          f"{sorted(known) or 'none'}")
+
+
+def _run(spec, v: Variables, *, k: int, seed, progress, desc: str, params: dict) -> Estimate:
+    """Call a registered method: the seed resolved (and recorded), ``progress`` passed down
+    where the method takes it (``progress.py``)."""
+    seed, drawn = resolve_seed(seed)
+    with progress_callback(progress, desc) as report:
+        extra = {"progress": report} if report is not None and accepts_progress(spec.fn) \
+            else {}
+        est = spec.fn(v, k=k, seed=seed, **params, **extra)
+    return est.with_(params={**est.params, "seed": seed},
+                     diagnostics={**est.diagnostics, **({"seed_drawn": True} if drawn
+                                                        else {})})
 
 
 def _default_quantity(v: Variables, entropy: bool = False) -> str:
@@ -67,8 +82,9 @@ def estimate_mi(
     cond_discrete: bool = False,
     method: str = "auto",
     k: int = 3,
-    seed: int = 0,
+    seed: int | None = 0,
     quantity: str | None = None,
+    progress=None,
     **params,
 ) -> Estimate:
     """Estimate I(x; y) or, with ``cond``, I(x; y | cond), in nats (signed).
@@ -87,10 +103,16 @@ def estimate_mi(
         variables; the choice is recorded in ``est.method`` and ``est.diagnostics``).
     k : int
         Number of neighbours for kNN methods (ignored by the others).
-    seed : int
+    seed : int or None
         Seeds every random choice (tie-breaking noise, subsamples, splits, initialisation).
+        ``None`` draws a fresh seed, recorded in ``est.params["seed"]`` (and
+        ``est.diagnostics["seed_drawn"]``), so that the value can be reproduced.
     quantity : str, optional
         Name to put in ``est.quantity`` (e.g. ``"I(A;Z)"``); default ``"I(X;Y)"``.
+    progress : None, bool or callable, optional
+        Signs of life on long estimates: ``True`` shows a line on stderr (elapsed time,
+        and the method's steps where it reports them), a callable receives
+        ``(done, total, stage)``; see ``essl_info.estimators.progress``.
     **params
         Method-specific options (documented with each method).
 
@@ -118,7 +140,8 @@ def estimate_mi(
     if spec.uses_k:
         check_k(v.n, k)
     _check_params(spec, params)
-    est = spec.fn(v, k=k, seed=seed, **params)
+    est = _run(spec, v, k=k, seed=seed, progress=progress, params=params,
+               desc=f"estimate_mi {method} n={v.n}")
     return est.with_(
         method=method,
         quantity=quantity or _default_quantity(v),
@@ -132,8 +155,9 @@ def estimate_entropy(
     discrete: bool = False,
     method: str = "auto",
     k: int = 3,
-    seed: int = 0,
+    seed: int | None = 0,
     quantity: str | None = None,
+    progress=None,
     **params,
 ) -> Estimate:
     """Estimate the entropy H(x) in nats: plug-in (optionally Miller-Madow) for discrete x,
@@ -152,7 +176,8 @@ def estimate_entropy(
     if spec.uses_k:
         check_k(v.n, k)
     _check_params(spec, params)
-    est = spec.fn(v, k=k, seed=seed, **params)
+    est = _run(spec, v, k=k, seed=seed, progress=progress, params=params,
+               desc=f"estimate_entropy {method} n={v.n}")
     return est.with_(method=method, quantity=quantity or "H(X)")
 
 
