@@ -258,17 +258,18 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-images", type=int, default=None,
                    help="a seeded subset of images (default: all of the split)")
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
-                   "(resnet18_cifar, resnet18, resnet50); needs --dataset")
+                   "(resnet18_cifar, resnet18, resnet50); needs --dataset (default: none, "
+                   "the file is an essl_info checkpoint)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the image subset, the probes' folds and the kNN tie noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     out.add_argument("--csv", default=None, metavar="FILE", help="write the estimates as CSV "
-                     "(the table is printed as well; --csv and --json exclude each other)")
+                     "(the table is printed as well; --csv and --json exclude each other; default: no CSV)")
     p.add_argument("--plot", default=None, metavar="FILE",
                    help="bar chart with 95%% intervals (one checkpoint) or quantities "
-                        "against epoch (several); .png, .pdf or .svg")
+                        "against epoch (several); .png, .pdf or .svg (default: no plot)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -343,15 +344,19 @@ def add_rank_arguments(p: argparse.ArgumentParser) -> None:
                    "cifar10, cifar100, folder)")
     p.add_argument("--transforms", default=",".join(DEFAULT_CANDIDATES),
                    help="comma-separated candidates (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files "
+                   "(needed by cifar10, cifar100, folder; default: none)")
     p.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a dataset knob, e.g. --data-param m=2 (repeatable)")
-    p.add_argument("--split", choices=("train", "test"), default="train")
+                   help="a dataset knob, e.g. --data-param m=2 (repeatable; default: the "
+                        "dataset's own)")
+    p.add_argument("--split", choices=("train", "test"), default="train",
+                   help="the dataset split whose images the predictors learn from")
     p.add_argument("--image-size", type=int, default=None,
                    help=f"side length shown to the predictors (default {RANK_IMAGE_SIZE})")
     p.add_argument("--n-images", type=int, default=None,
                    help="a seeded subset of images (default: all, at most 5000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the image subset, the folds and the predictors")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for the predictors (default 1: fastest on a busy "

@@ -373,6 +373,12 @@ def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> str:
         f"step {prog['step']}{' (finished)' if prog.get('finished') else ''}"
         f"{'; resumable' if meta.get('resumable') else ''}",
     ]
+    env = meta.get("environment")
+    if isinstance(env, dict):
+        lines.append(f"made on     torch {env.get('torch', '?')}, "
+                     f"{env.get('cpu_capability', '?')}, {env.get('threads', '?')} thread(s), "
+                     f"{env.get('cpu') or env.get('machine', '?')}"
+                     + (f", {env['gpu']}" if env.get("gpu") else ""))
     last = {k: v for k, v in meta["metrics"].items() if k != "history"}
     if last:
         lines.append("metrics     " + ", ".join(

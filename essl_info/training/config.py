@@ -213,7 +213,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", required=True, help="dataset name (digits, rotation-world, "
                    "cifar10, cifar100, folder)")
     g.add_argument("--data-dir", default=None, help="folder with the dataset's files "
-                   "(needed by cifar10, cifar100, folder)")
+                   "(needed by cifar10, cifar100, folder; default: none)")
     g.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset knob, e.g. --data-param m=4 (repeatable; default: the "
                         "dataset's own)")

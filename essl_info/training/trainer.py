@@ -43,8 +43,8 @@ from .losses import SSL_LOSSES, class_ce, order_loss, transformation_ce
 from ..models.networks import ESSLModel, count_parameters, model_spec
 from .monitors import evaluate
 from .preflight import check_trainable, resume_mismatch
-from .runtime import (Runtime, any_rank, barrier, close_distributed, gather, init_distributed,
-                      plan_runtime, prepare_model)
+from .runtime import (Runtime, any_rank, barrier, close_distributed, environment, gather,
+                      init_distributed, plan_runtime, prepare_model)
 from .config import (CONFLICTS, RECIPES, RUN_FIELDS, TrainConfig,  # noqa: F401
                            add_train_arguments, config_from_args, resolve_config)
 
@@ -174,6 +174,7 @@ def build_checkpoint(model: ESSLModel, cfg: TrainConfig, train_ds, test_ds, *, e
         "seed": cfg.seed,
         "progress": {"epoch": epoch, "step": step, "finished": finished},
         "metrics": {**metrics, "history": history},
+        "environment": environment(next(model.parameters()).device),
     }
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
