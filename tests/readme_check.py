@@ -88,9 +88,12 @@ def run_measure(command: str, *, plot: bool) -> list[str]:
 
     argv = shlex.split(command)[1:]          # drop "essl-info"
     argv = [a for a in argv if not a.startswith("#")]
-    if not plot and "--plot" in argv:
+    if "--plot" in argv:
         i = argv.index("--plot")
-        del argv[i:i + 2]
+        if plot:   # the README's picture, wherever the command is run from
+            argv[i + 1] = str(README.parent / argv[i + 1])
+        else:
+            del argv[i:i + 2]
     argv.append("--quiet")
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):

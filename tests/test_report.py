@@ -68,7 +68,7 @@ def test_runs_table_one_row_per_checkpoint_in_the_order_given():
     assert lines[2].startswith("late.pt") and lines[3].startswith("early.pt")
     assert "1.000 ± 0.020" in lines[2]
     # I(A;C) has no probe estimate: its plug-in value is shown rather than a gap
-    assert lines[2].split()[2:5] == ["0.000", "±", "0.000"]
+    assert lines[2].split()[2:6] == ["probe", "0.000", "±", "0.000"]
 
 
 def test_runs_table_labels_runs_by_folder_and_shows_both_methods():

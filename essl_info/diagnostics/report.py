@@ -153,15 +153,17 @@ def run_labels(paths: Sequence[str | None]) -> list[str]:
 
 def _row_methods(reports: Sequence[Report], method: str | None) -> list[str | None]:
     """The methods to show one row each: ``[method]`` when given, else every method that
-    estimates more than one quantity (probe, ross; the plug-in I(A;C) fills each row)."""
+    shares a quantity with another (probe, ross); a method alone on its quantities (the
+    plug-in I(A;C)) fills that column in each row instead."""
     if method is not None:
         return [method]
     count: dict[str, set] = {}
     for rep in reports:
         for e in rep.estimates:
             count.setdefault(e.method, set()).add(e.quantity)
-    several = [m for m, qs in count.items() if len(qs) > 1]
-    return several or [None]
+    shared = [m for m, qs in count.items()
+              if qs & set().union(*(q for o, q in count.items() if o != m))]
+    return shared or [None]
 
 
 def format_runs_table(reports: Sequence[Report], *, method: str | None = None,

@@ -108,13 +108,13 @@ def environment(device: torch.device | str = "cpu") -> dict:
                         if line.startswith("model name")), cpu)
     except OSError:
         pass
-    env = {"torch": torch.__version__, "cpu_capability":
-           torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+    env = {"torch": str(torch.__version__), "cpu_capability":
+           str(torch.backends.cpu.get_cpu_capability()), "threads": torch.get_num_threads(),
            "machine": platform.machine(), "cpu": cpu, "python": platform.python_version()}
     device = torch.device(device)
     if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-        env["cuda"] = torch.version.cuda
+        env["gpu"] = str(torch.cuda.get_device_name(device))
+        env["cuda"] = str(torch.version.cuda)
     return env
 
 
