@@ -56,7 +56,11 @@ def _run_inspect(args: argparse.Namespace) -> int:
     if paths[0].is_dir():
         own = paths[0] / "checkpoint.pt"
         paths = [own] if own.is_file() else checkpoint_paths([args.ckpt])
-    print("\n\n".join(describe_checkpoint(p, as_json=args.json) for p in paths))
+    texts = [describe_checkpoint(p, as_json=args.json) for p in paths]
+    if args.json and len(texts) > 1:   # one JSON document: a list
+        print("[\n" + ",\n".join(texts) + "\n]")
+    else:
+        print("\n\n".join(texts))
     return EXIT_OK
 
 

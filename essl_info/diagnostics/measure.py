@@ -91,7 +91,7 @@ def measurement_dataset(ckpt: Mapping[str, Any], dataset=None, *, split: str = "
     try:
         return load_dataset(name, split=split, **kw)
     except DataError as e:
-        hint = "" if kw.get("data_dir") else " (pass --data-dir)"
+        hint = "" if kw.get("data_dir") or "--data-dir" in str(e) else " (pass --data-dir)"
         raise DataError(f"cannot load dataset {name!r} to measure on: {e}{hint}") from None
 
 
@@ -145,6 +145,8 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     if method not in METHOD_CHOICES:
         raise ValueError(f"method must be one of {sorted(METHOD_CHOICES)}, got {method!r}")
     check_layer(layer)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     device = str(resolve_device(device))
     ckpt, name = load_for_measure(checkpoint, arch=arch, dataset=dataset, data_dir=data_dir,
                                   seed=seed, dataset_params=dataset_params)

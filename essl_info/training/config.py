@@ -155,9 +155,10 @@ def _validate(cfg: TrainConfig) -> None:
     need(not (cfg.class_info != "normal" and cfg.ssl != "none" and cfg.lam == 0),
          f"class_info {cfg.class_info!r} acts through the transformation branch: it needs "
          f"lambda > 0")
-    for name in ("epochs", "batch_size", "image_size", "trans_size", "knn_k", "log_every"):
+    for name in ("epochs", "batch_size", "image_size", "trans_size", "knn_k", "log_every",
+                 "seed"):
         v = getattr(cfg, name)
-        lo = 0 if name == "epochs" else 1
+        lo = 0 if name in ("epochs", "seed") else 1
         need(isinstance(v, int) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
     for name in ("n_train", "n_test", "stop_after", "width", "pred_dim", "head_width",
                  "threads"):
