@@ -16,9 +16,7 @@ import importlib
 import inspect
 
 from ..types import Estimate
-from .inputs import (DataWarning, Variables, check_k, prepare_variable, prepare_variables,
-                     resolve_seed)
-from .progress import accepts_progress, progress_callback
+from .inputs import DataWarning, Variables, check_k, prepare_variable, prepare_variables
 from .registry import (
     AUTO_RULES,
     ENTROPY_METHODS,
@@ -51,19 +49,6 @@ def _check_params(spec, params: dict) -> None:
     if unknown:
         raise ValueError(f"method {spec.name!r} does not take {unknown}; its options are "
                          f"{sorted(known) or 'none'}")
-
-
-def _run(spec, v: Variables, *, k: int, seed, progress, desc: str, params: dict) -> Estimate:
-    """Call a registered method: the seed resolved (and recorded), ``progress`` passed down
-    where the method takes it (``progress.py``)."""
-    seed, drawn = resolve_seed(seed)
-    with progress_callback(progress, desc) as report:
-        extra = {"progress": report} if report is not None and accepts_progress(spec.fn) \
-            else {}
-        est = spec.fn(v, k=k, seed=seed, **params, **extra)
-    return est.with_(params={**est.params, "seed": seed},
-                     diagnostics={**est.diagnostics, **({"seed_drawn": True} if drawn
-                                                        else {})})
 
 
 def _default_quantity(v: Variables, entropy: bool = False) -> str:
@@ -139,9 +124,9 @@ def estimate_mi(
         )
     if spec.uses_k:
         check_k(v.n, k)
+    seed, spec = _prepared(spec, seed, progress, f"estimate_mi {method} n={v.n}")
     _check_params(spec, params)
-    est = _run(spec, v, k=k, seed=seed, progress=progress, params=params,
-               desc=f"estimate_mi {method} n={v.n}")
+    est = spec.fn(v, k=k, seed=seed, **params)
     return est.with_(
         method=method,
         quantity=quantity or _default_quantity(v),
@@ -175,10 +160,38 @@ def estimate_entropy(
         raise ValueError(f"entropy method {method!r} cannot handle {xv.kind} x; use {able}")
     if spec.uses_k:
         check_k(v.n, k)
+    seed, spec = _prepared(spec, seed, progress, f"estimate_entropy {method} n={v.n}")
     _check_params(spec, params)
-    est = _run(spec, v, k=k, seed=seed, progress=progress, params=params,
-               desc=f"estimate_entropy {method} n={v.n}")
+    est = spec.fn(v, k=k, seed=seed, **params)
     return est.with_(method=method, quantity=quantity or "H(X)")
+
+
+def _prepared(spec, seed, progress, desc: str):
+    """(the seed to use, a spec whose ``fn`` runs the method with ``progress`` and records
+    the seed). ``seed=None`` draws a fresh seed (``inputs.resolve_seed``), recorded in
+    ``est.params["seed"]`` with ``est.diagnostics["seed_drawn"]``; ``progress`` is passed
+    down where the method takes a keyword-only ``progress`` argument, otherwise reported
+    around the call (``progress.py``)."""
+    import dataclasses
+    import functools
+
+    from .inputs import resolve_seed
+    from .progress import accepts_progress, progress_callback
+
+    seed, drawn = resolve_seed(seed)
+    fn = spec.fn
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with progress_callback(progress, desc) as report:
+            if report is not None and accepts_progress(fn):
+                kwargs["progress"] = report
+            est = fn(*args, **kwargs)
+        return est.with_(params={**est.params, "seed": kwargs.get("seed", seed)},
+                         diagnostics={**est.diagnostics,
+                                      **({"seed_drawn": True} if drawn else {})})
+
+    return seed, dataclasses.replace(spec, fn=run)
 
 
 __all__ = [
