@@ -28,8 +28,7 @@ import torch
 from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
 from .features import LAYERS, check_layer, extract_features
-from .quantities import (METHODS, QUANTITIES, Context, disagreements, estimate_quantities,
-                         planned_estimates)
+from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
 from ..estimators.probe_families import resolve_device
 from .rank import rank_transforms
 from ..types import Report
@@ -164,6 +163,8 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         if n_images < len(ds):
             rng = np.random.default_rng(seed)
             ds = ds.subset(np.sort(rng.choice(len(ds), size=int(n_images), replace=False)))
+
+    from .quantities import planned_estimates
 
     estimates, flags, rows = [], [], {}
     ts = _transformations(ckpt, transformations)
