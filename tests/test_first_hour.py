@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 from measure_helpers import scratch_dir, tiny_checkpoint, tiny_run
+from test_cli_measure import FAST   # the measure CLI tests' image count: one place to change
 
 from essl_info import estimate_mi
 from essl_info.cli import build_parser, main
 from essl_info.models.checkpoint import load_checkpoint, save_checkpoint
 
-FAST = ["--n-images", "30", "--quiet"]
 TINY = ["--dataset", "digits", "--image-size", "8", "--trans-size", "8", "--n-train", "64",
         "--n-test", "40", "--width", "4", "--batch-size", "32", "--knn-k", "20",
         "--no-linear-probe"]
@@ -128,7 +128,7 @@ def test_none_measured_is_exit_2(capsys, tmp_path):
 
 
 def test_measure_shows_progress_over_its_estimates(capsys):
-    code, _, err = run(capsys, "measure", tiny_checkpoint(), "--n-images", "30",
+    code, _, err = run(capsys, "measure", tiny_checkpoint(), *FAST[:-1],   # bars on
                        "--method", "probe", "--quantity", "I(A;Z)")
     assert code == 0 and "estimates" in err
 
