@@ -268,8 +268,9 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    out.add_argument("--csv", default=None, metavar="FILE", help="write the estimates as CSV "
-                     "(the table is printed as well; --csv and --json exclude each other; default: no CSV)")
+    out.add_argument("--csv", default=None, metavar="FILE",
+                     help="write the estimates as CSV (the table is printed as well; --csv "
+                          "and --json exclude each other; default: no CSV)")
     p.add_argument("--plot", default=None, metavar="FILE",
                    help="bar chart with 95%% intervals (one checkpoint) or quantities "
                         "against epoch (several); .png, .pdf or .svg (default: no plot)")
@@ -277,9 +278,8 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_measure_cli(args: argparse.Namespace) -> int:
-    from . import report as fmt
-
     from ..output_paths import check_output_file
+    from . import report as fmt
 
     paths = checkpoint_paths(args.ckpt) if args.ckpt else [None]
     # fail before the work, not after
