@@ -40,14 +40,27 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # ============================================================================= inspect
 def _add_inspect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ckpt", help="checkpoint file (.pt)")
-    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    p.add_argument("ckpt", help="checkpoint file (.pt), or a run folder (its checkpoint.pt, "
+                   "or else every .pt/.pth file in it)")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON (one "
+                   "object per checkpoint)")
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .diagnostics.measure import checkpoint_paths
     from .models.checkpoint import describe_checkpoint
 
-    print(describe_checkpoint(args.ckpt, as_json=args.json))
+    paths = [Path(args.ckpt)]
+    if paths[0].is_dir():
+        own = paths[0] / "checkpoint.pt"
+        paths = [own] if own.is_file() else checkpoint_paths([args.ckpt])
+    texts = [describe_checkpoint(p, as_json=args.json) for p in paths]
+    if args.json and len(texts) > 1:   # one JSON document: a list
+        print("[\n" + ",\n".join(texts) + "\n]")
+    else:
+        print("\n\n".join(texts))
     return EXIT_OK
 
 
@@ -104,6 +117,20 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after every option's help, except where the help already
+    states its default or the default is "unset" (None, False, []): those options say in
+    words what happens when they are not given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == [] \
+            or action.default is argparse.SUPPRESS
+        if "default" in text or unset:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="essl-info",
@@ -114,10 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (help_, add, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_,
+                           formatter_class=HelpFormatter)
         add(p)
         p.set_defaults(_run=run)
     return parser
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of a user-facing error as one line. An OSError from the system (a full
+    disk, a file that vanished) reads "what: path", not "[Errno 28] ..."."""
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, ValueError):
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror.lower()}{where}"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,9 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad usage
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"essl-info: error: {msg}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(f"essl-info: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("essl-info: interrupted", file=sys.stderr)

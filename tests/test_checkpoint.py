@@ -85,11 +85,11 @@ def test_refusals_have_one_line_reasons(tmp_path, run):
     cases = {
         "missing.pt": "not found",
         "trunc.pt": "truncated or corrupt",
-        "text.pt": "corrupt",
+        "text.pt": "not a torch checkpoint",
         "empty.pt": "empty",
         "tensor.pt": "holds a Tensor",
         "foreign.pt": "without 'schema_version'",
-        "future.pt": "schema_version 99",
+        "future.pt": "checkpoint schema 99, newer than",
         "evil.pt": "would import and run code",
         "evil.pkl": "never unpickles code",
     }

@@ -58,9 +58,9 @@ def test_several_checkpoints_one_row_each_and_plot_against_epoch(capsys, tmp_pat
     code, out, _ = run(capsys, "measure", run_dir, "--plot", tmp_path / "runs.png",
                        "--quantity", "I(A;Z)", "--method", "probe", *FAST)
     assert code == 0
-    lines = out.splitlines()
-    assert lines[2].split()[:2] == ["epoch1.pt", "1"] and lines[3].split()[:2] == [
-        "checkpoint.pt", "2"]
+    lines = out.splitlines()   # the folder's files in name order, as given
+    assert lines[2].split()[:2] == ["checkpoint.pt", "2"] and lines[3].split()[:2] == [
+        "epoch1.pt", "1"]
     assert (tmp_path / "runs.png").exists()
     code, out, _ = run(capsys, "measure", run_dir / "epoch1.pt", tiny_checkpoint(), "--json",
                        "--quantity", "I(A;Z)", "--method", "probe", *FAST)
@@ -86,7 +86,7 @@ def _bad_files():
     torch.save({"state_dict": {}, "hook": Payload()}, code)
     return {"missing": (d / "missing.pt", "checkpoint not found"),
             "truncated": (trunc, "truncated or corrupt"),
-            "text": (text, "not a readable checkpoint"),
+            "text": (text, "not a torch checkpoint"),
             "tensor": (tensor, "not an essl_info checkpoint"),
             "code": (code, "refusing to load"),
             "folder": (d / "empty", "no checkpoint files")}

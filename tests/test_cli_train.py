@@ -38,7 +38,7 @@ def test_stop_and_resume(tmp_path, capsys, main):
     assert main(["train", *TINY, "--epochs", "2", "--out", out]) == 2   # would clobber
     assert "--resume" in capsys.readouterr().err
     assert main(["train", *TINY, "--epochs", "3", "--out", out, "--resume"]) == 2
-    assert "different settings (epochs)" in capsys.readouterr().err
+    assert "to continue it pass --epochs 2" in capsys.readouterr().err
     assert main(["train", *TINY, "--epochs", "2", "--out", out, "--resume"]) == 0
     capsys.readouterr()
     assert main(["inspect", out + "/checkpoint.pt", "--json"]) == 0

@@ -60,15 +60,26 @@ def test_csv_round_trip(tmp_path):
     assert r["transformation"] == "rotation4" and r["layer"] == "backbone"
 
 
-def test_runs_table_one_row_per_checkpoint_sorted_by_epoch():
+def test_runs_table_one_row_per_checkpoint_in_the_order_given():
     text = fmt.format_runs_table([_report(5, "late.pt", 0.1), _report(1, "early.pt")],
                                  method="probe")
     lines = text.splitlines()
-    assert lines[0].split()[:2] == ["checkpoint", "epoch"]
-    assert lines[2].startswith("early.pt") and lines[3].startswith("late.pt")
-    assert "1.000 ± 0.020" in lines[3]
+    assert lines[0].split()[:2] == ["run", "epoch"]
+    assert lines[2].startswith("late.pt") and lines[3].startswith("early.pt")
+    assert "1.000 ± 0.020" in lines[2]
     # I(A;C) has no probe estimate: its plug-in value is shown rather than a gap
-    assert lines[3].split()[2:5] == ["0.000", "±", "0.000"]
+    assert lines[2].split()[2:6] == ["probe", "0.000", "±", "0.000"]
+
+
+def test_runs_table_labels_runs_by_folder_and_shows_both_methods():
+    reps = [_report(3, "runs/b/checkpoint.pt"), _report(3, "runs/a/checkpoint.pt", 0.1)]
+    lines = fmt.format_runs_table(reps).splitlines()
+    assert lines[0].split()[:3] == ["run", "epoch", "method"]
+    assert [ln.split()[0] for ln in lines[2:6:2]] == ["b/checkpoint.pt", "a/checkpoint.pt"]
+    assert lines[2].split()[2] == "probe" and lines[3].split()[0] == "ross"
+    assert "0.700 ± 0.030" in lines[3]
+    assert fmt.run_labels(["x/e1.pt", "x/e2.pt"]) == ["e1.pt", "e2.pt"]
+    assert fmt.run_labels(["r/a/c.pt", "s/a/c.pt"]) == ["r/a/c.pt", "s/a/c.pt"]
 
 
 def test_rank_table():

@@ -103,7 +103,7 @@ def test_resume_continues_bit_identically(tmp_path):
     assert [h["train_loss"] for h in a["metrics"]["history"]] == \
         [h["train_loss"] for h in b["metrics"]["history"]]
     assert [e["event"] for e in _events(resumed.log)].count("start") == 2
-    with pytest.raises(ValueError, match="different settings.*lr"):
+    with pytest.raises(ValueError, match="other settings .--lr: run 0.3, now 0.1.*pass --lr 0.3"):
         train(_cfg(tmp_path, "split", epochs=3, lr=0.1, resume=True))
 
 

@@ -206,7 +206,9 @@ def load_cifar(name: str, *, split: str, data_dir: str, image_size: int, seed: i
         source = _download(spec, root)
     if source is None:
         raise DataError(f"{name}: no {spec.tarball} or {spec.folder} in {root}"
-                        + ("" if download else " (pass download=True / --download to fetch it)"))
+                        + ("" if download else f"; download {spec.url} into that folder "
+                           f"(or, from Python, load_dataset({name!r}, data_dir=..., "
+                           f"download=True))"))
     train_x, train_y = _batches_to_arrays(_read_members(source, spec.train, spec), labels, spec)
     mean, std = channel_stats(torch.from_numpy(train_x), scale=1 / 255)  # at 32x32
     if split == "train":

@@ -216,7 +216,8 @@ def load_dataset(name: str, *, split: str = "train", data_dir: str | Path | None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"{name}: seed must be a non-negative integer, got {seed!r}")
     if spec.needs_data_dir and data_dir is None:
-        raise DataError(f"{name}: needs data_dir (the folder holding its files)")
+        raise DataError(f"{name}: needs data_dir, the folder holding its files (--data-dir "
+                        f"at the command line)")
     data_dir = None if data_dir is None else str(data_dir)
     return spec.loader(split=split, data_dir=data_dir, image_size=int(size), seed=int(seed),
                        download=bool(download), **params)

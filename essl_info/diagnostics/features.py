@@ -127,8 +127,14 @@ def extract_features(model: torch.nn.Module, dataset, transformation, *,
         raise DataError(f"layer {layer!r} returned shape {z.shape}, expected (n, d)")
     bad = ~np.isfinite(z)
     if bad.any():
-        raise DataError(f"features contain NaN: the model diverged ({int(bad.any(1).sum())} "
-                        f"of {len(z)} rows of the {layer} features are not finite)")
+        rows = f"{int(bad.any(1).sum())} of {len(z)} rows of the {layer} features"
+        if _weights_finite(model):
+            raise DataError(f"features contain NaN or inf although the model's weights are "
+                            f"finite ({rows} are not finite): the network overflows on "
+                            f"these images; check the weights' scale and the images' range "
+                            f"(expected in [0, 1])")
+        raise DataError(f"features contain NaN: the model diverged (its weights hold NaN "
+                        f"or inf; {rows} are not finite); measure an earlier checkpoint")
     c = dataset.labels.numpy()[image_id].astype(np.int64)
     return Features(z, a, c, image_id, layer, t.name, k, int(dataset.n_classes))
 
@@ -372,6 +378,11 @@ def read_features_npz(path: str | Path) -> dict[str, Any]:
                              f"{t.dtype} and shape {t.shape}")
         out["transformation"] = str(t.reshape(()))
     return out
+
+
+def _weights_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+               if t.is_floating_point())
 
 
 __all__ = ["Features", "LAYERS", "ModelEncoder", "NPZ_ARRAYS", "Preprocessing", "evaluating",

@@ -40,6 +40,9 @@ from ..types import Report
 METHOD_CHOICES = {"auto": METHODS, "probe": ("probe",), "knn": ("ross",)}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 RESUME_NAME = "resume.pt"   # the trainer's resume copy of checkpoint.pt: not measured twice
+# exit code of `measure` over several checkpoints when some, not all, could be measured
+# (their reasons on stderr, the others reported as usual); 0: all measured, 2: none
+EXIT_SOME_FAILED = 3
 
 
 # ======================================================================= the pieces
@@ -91,7 +94,7 @@ def measurement_dataset(ckpt: Mapping[str, Any], dataset=None, *, split: str = "
     try:
         return load_dataset(name, split=split, **kw)
     except DataError as e:
-        hint = "" if kw.get("data_dir") else " (pass --data-dir)"
+        hint = "" if kw.get("data_dir") or "--data-dir" in str(e) else " (pass --data-dir)"
         raise DataError(f"cannot load dataset {name!r} to measure on: {e}{hint}") from None
 
 
@@ -165,6 +168,8 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     t0 = time.perf_counter()
     names = quantity_names(quantities, method)
     check_layer(layer)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     device = str(resolve_device(device))
     user_model = model
     if user_model is not None:   # any model: DESIGN §3, "models that did not come from..."
@@ -204,13 +209,13 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
                          f"needs at least {MIN_IMAGES} ({MIN_IMAGES_WHY}): measure on a "
                          "larger split (--split train) or add images")
 
+    ts = _transformations(ckpt, transformations)
     with running:
         estimates, flags, rows = estimate_from_features(
             (extract_features(model, ds, t, layer=layer, batch_size=batch_size,
-                              device=device, progress=progress)
-             for t in _transformations(ckpt, transformations)),
+                              device=device, progress=progress) for t in ts),
             names, method, seed=seed, folds=folds, k=k, device=device,
-            seeds=seeds)
+            seeds=seeds, progress=progress, n_sets=len(ts))
     progress_info = ckpt.get("progress", {})
     provenance = {
         "library_version": __version__, "seed": seed, "layer": layer, "split": ds.split,
@@ -241,13 +246,18 @@ def quantity_names(quantities, method: str) -> list[str]:
 
 def estimate_from_features(feature_sets: Iterable, names: Sequence[str], method: str, *,
                            seed: int, folds: int, k: int, device: str,
-                           seeds: int = PROBE_SEEDS
+                           seeds: int = PROBE_SEEDS, progress: bool = False, n_sets: int = 1
                            ) -> tuple[list, list[dict], dict[str, int]]:
     """The one pipeline behind ``measure`` and ``measure_features``: for each ``Features``
     (one per transformation; an iterable, so each is extracted only when needed), the
     quantities ``names`` by the methods of ``method``, with the collapsed-features and
-    probe/kNN disagreement flags. Returns (estimates, flags, rows per transformation)."""
+    probe/kNN disagreement flags. Returns (estimates, flags, rows per transformation).
+    ``progress``: a bar over the ``n_sets`` feature sets' estimates on stderr."""
+    from .quantities import planned_estimates
+
     estimates, flags, rows = [], [], {}
+    fits = _fit_progress(progress, n_sets * len(planned_estimates(names,
+                                                                   METHOD_CHOICES[method])))
     for feats in feature_sets:
         t, layer = feats.transformation, feats.layer
         rows[t] = len(feats)
@@ -257,13 +267,36 @@ def estimate_from_features(feature_sets: Iterable, names: Sequence[str], method:
                                      f"{len(feats)} rows identical): Z carries no "
                                      f"information, every I(.;Z) is ~0"})
         ctx = Context(feats, seed=seed, folds=folds, device=device, k=k, seeds=seeds)
-        found = estimate_quantities(ctx, names, METHOD_CHOICES[method])
+        found = estimate_quantities(ctx, names, METHOD_CHOICES[method],
+                                    progress=fits and (lambda q, t=t: fits(f"{t} {q}")))
         out_of_range = range_checks(ctx, found)
         warn_flags(out_of_range)
         flags += out_of_range
         estimates += found
+    if fits:
+        fits(None)
     flags += disagreements(estimates)
     return estimates, flags, rows
+
+
+def _fit_progress(progress: bool, total: int):
+    """A callback ``step(label)`` for the estimates after feature extraction (the probe
+    fits take seconds each): a tqdm bar on stderr counting each estimate as it starts;
+    ``step(None)`` closes it. None when ``progress`` is off."""
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="estimates", unit="fit", leave=False)
+
+    def step(label: str | None) -> None:
+        if label is None:
+            bar.close()
+            return
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(1)
+
+    return step
 
 
 def checkpoint_paths(paths: Sequence[str]) -> list[Path]:
@@ -306,30 +339,40 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    "the bundled digits checkpoint)")
     p.add_argument("--dataset", default=None, help="dataset to measure on (default: the "
                    "checkpoint's)")
-    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files "
+                   "(default: the one recorded in the checkpoint)")
     p.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a dataset knob, e.g. --data-param m=2 (repeatable)")
+                   help="a dataset knob, e.g. --data-param m=2 (repeatable; default: the "
+                        "checkpoint's)")
     p.add_argument("--quantity", action="append", choices=list(QUANTITIES), default=None,
-                   help="a quantity to estimate (repeatable; default: all)")
+                   help="a quantity to estimate (repeatable; default: all); quote it in a "
+                        "shell: --quantity 'I(A;C|Z)'")
     p.add_argument("--method", choices=sorted(METHOD_CHOICES), default="auto",
                    help="auto: probe and kNN (flagged where they disagree)")
-    p.add_argument("--layer", choices=list(LAYERS), default="backbone")
+    p.add_argument("--layer", choices=list(LAYERS), default="backbone",
+                   help="the representation Z: backbone features or projector output")
     p.add_argument("--transforms", default=None,
                    help="comma-separated transformations (default: the checkpoint's)")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--n-images", type=int, default=None, help="a seeded subset of images")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="the dataset split to measure on")
+    p.add_argument("--n-images", type=int, default=None,
+                   help="a seeded subset of images (default: all of the split)")
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
                    "(resnet18_cifar, resnet18, resnet50), optionally FORMAT:ARCH to force "
                    "a layout (torchvision:resnet50, timm:resnet50, solo-learn:resnet18, "
-                   "lightly:resnet18); needs --dataset")
-    p.add_argument("--seed", type=int, default=0)
+                   "lightly:resnet18); needs --dataset (default: none, the file is an "
+                   "essl_info checkpoint)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the image subset, the probes' folds and the kNN tie noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    out.add_argument("--csv", default=None, metavar="FILE", help="write the estimates as CSV")
+    out.add_argument("--csv", default=None, metavar="FILE",
+                     help="write the estimates as CSV (the table is printed as well; --csv "
+                          "and --json exclude each other; default: no CSV)")
     p.add_argument("--plot", default=None, metavar="FILE",
                    help="bar chart with 95%% intervals (one checkpoint) or quantities "
-                        "against epoch (several); .png, .pdf or .svg")
+                        "against epoch (several); .png, .pdf or .svg (default: no plot)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--features", default=None, metavar="FILE.npz",
                    help="measure features computed elsewhere instead of a checkpoint: an "
@@ -361,26 +404,36 @@ def _run_features_cli(args: argparse.Namespace):
 
 
 def run_measure_cli(args: argparse.Namespace) -> int:
+    from ..output_paths import check_output_file
     from . import report as fmt
 
     paths = checkpoint_paths(args.ckpt) if args.ckpt and not args.features else [None]
     # fail before the work, not after
-    if args.csv and not Path(args.csv).resolve().parent.is_dir():
-        raise FileNotFoundError(f"output folder of {args.csv!r} does not exist")
+    if args.csv:
+        check_output_file(args.csv, "--csv")
     if args.plot:
+        check_output_file(args.plot, "--plot")
         fmt.check_plot_path(args.plot)
-    reports = [_run_features_cli(args)] if args.features else [
-               measure(p, dataset=args.dataset, quantities=args.quantity,
-                       layer=args.layer, method=args.method, n_images=args.n_images,
-                       seed=args.seed, split=args.split, data_dir=args.data_dir,
-                       transformations=args.transforms, arch=args.arch, device=args.device,
-                       progress=not args.quiet,
-                       dataset_params=_data_params(args.data_param)) for p in paths]
-    if args.json:
-        print(fmt.to_json(reports[0] if len(reports) == 1 else reports))
+    kw = dict(dataset=args.dataset, quantities=args.quantity, layer=args.layer,
+              method=args.method, n_images=args.n_images, seed=args.seed, split=args.split,
+              data_dir=args.data_dir, transformations=args.transforms, arch=args.arch,
+              device=args.device, progress=not args.quiet,
+              dataset_params=_data_params(args.data_param))
+    if args.features:   # arrays from anywhere: one report, its problem is the command's
+        reports, failures = [_run_features_cli(args)], []
+    elif len(paths) == 1:   # one checkpoint: its problem is the command's, one line, exit 2
+        reports, failures = [measure(paths[0], **kw)], []
     else:
-        print(fmt.format_table(reports[0]) if len(reports) == 1 else
-              fmt.format_runs_table(reports, method="probe"))
+        reports, failures = measure_each(paths, **kw)
+        if not reports:
+            raise CheckpointError(f"none of the {len(paths)} checkpoints could be measured "
+                                  f"(first: {failures[0][0]}: {failures[0][1]})")
+    labels = fmt.run_labels([r.checkpoint for r in reports])
+    if args.json:
+        print(fmt.to_json(reports[0] if len(reports) == 1 and not failures else reports))
+    else:
+        print(fmt.format_table(reports[0]) if len(reports) == 1 and not failures else
+              fmt.format_runs_table(reports, labels=labels))
     if args.csv:
         fmt.write_csv(reports, args.csv)
     if args.plot:
@@ -389,7 +442,30 @@ def run_measure_cli(args: argparse.Namespace) -> int:
     if args.csv or args.plot:
         print("wrote " + ", ".join(x for x in (args.csv, args.plot) if x),
               file=sys.stderr)
+    for path, reason in failures:
+        where = "" if path in reason else f"{path}: "
+        print(f"essl-info: error: not measured: {where}{reason}", file=sys.stderr)
+    if failures:
+        print(f"essl-info: {len(failures)} of {len(paths)} checkpoints could not be measured "
+              f"(exit code {EXIT_SOME_FAILED}); the others are reported above",
+              file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
+
+
+def measure_each(paths: Sequence, **kw) -> tuple[list[Report], list[tuple[str, str]]]:
+    """``measure`` on each path in turn: (the reports of those that could be measured, in
+    the order given; ``(path, reason)`` of those that could not). A user-facing problem
+    with one file (unreadable, wrong data, diverged weights) does not lose the others;
+    anything else is a bug and propagates."""
+    reports, failures = [], []
+    for path in paths:
+        try:
+            reports.append(measure(path, **kw))
+        except (ValueError, OSError) as e:
+            text = str(e).strip()
+            failures.append((str(path), text.splitlines()[0] if text else type(e).__name__))
+    return reports, failures
 
 
 def add_rank_arguments(p: argparse.ArgumentParser) -> None:
@@ -399,15 +475,19 @@ def add_rank_arguments(p: argparse.ArgumentParser) -> None:
                    "cifar10, cifar100, folder)")
     p.add_argument("--transforms", default=",".join(DEFAULT_CANDIDATES),
                    help="comma-separated candidates (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    p.add_argument("--data-dir", default=None, help="folder with the dataset's files "
+                   "(needed by cifar10, cifar100, folder; default: none)")
     p.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a dataset knob, e.g. --data-param m=2 (repeatable)")
-    p.add_argument("--split", choices=("train", "test"), default="train")
+                   help="a dataset knob, e.g. --data-param m=2 (repeatable; default: the "
+                        "dataset's own)")
+    p.add_argument("--split", choices=("train", "test"), default="train",
+                   help="the dataset split whose images the predictors learn from")
     p.add_argument("--image-size", type=int, default=None,
                    help=f"side length shown to the predictors (default {RANK_IMAGE_SIZE})")
     p.add_argument("--n-images", type=int, default=None,
                    help="a seeded subset of images (default: all, at most 5000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the image subset, the folds and the predictors")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for the predictors (default 1: fastest on a busy "

@@ -244,13 +244,24 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
 
 
 # ============================================================================ running
-def estimate_quantities(ctx: Context, quantities, methods) -> list[Estimate]:
+def planned_estimates(quantities, methods) -> list[tuple[str, str]]:
+    """The (quantity, method) pairs ``estimate_quantities`` computes, in order."""
+    return [(name, method) for name in quantities
+            for method in QUANTITIES[name].estimators
+            if method in methods or method == "plugin"]
+
+
+def estimate_quantities(ctx: Context, quantities, methods,
+                        progress: Callable[[str], None] | None = None) -> list[Estimate]:
     """Every requested quantity by every requested method it has (plus the plug-in
-    I(A;C), whatever the methods); each Estimate carries the transformation and layer."""
+    I(A;C), whatever the methods); each Estimate carries the transformation and layer.
+    ``progress(label)`` is called before each estimate (the probe fits take seconds)."""
     out = []
     for name in quantities:
         for method, fn in QUANTITIES[name].estimators.items():
             if method in methods or method == "plugin":
+                if progress is not None:
+                    progress(f"{name} {method}")
                 est = fn(ctx)
                 out.append(est.with_(quantity=name, params={
                     **est.params, "transformation": ctx.f.transformation,

@@ -138,10 +138,42 @@ def _primary(report: Report, quantity: str, transformation: str, method: str | N
                                                                   transformation)
 
 
-def format_runs_table(reports: Sequence[Report], *, method: str | None = None) -> str:
-    """Several checkpoints: one row per checkpoint (sorted by epoch), one column per
-    (transformation, quantity) holding the first estimate of ``method`` (default: the
-    primary estimate, i.e. the first one of each quantity)."""
+def run_labels(paths: Sequence[str | None]) -> list[str]:
+    """Short labels that tell runs apart: each path's file name, with as many parent
+    folders as it takes to make the labels distinct (``a/checkpoint.pt`` and
+    ``b/checkpoint.pt`` for two runs' checkpoints; ``epoch1.pt`` alone when names differ)."""
+    parts = [Path(p).parts if p else ("?",) for p in paths]
+    depth = 1
+    while True:
+        labels = ["/".join(ps[-depth:]) for ps in parts]
+        if len(set(labels)) == len(labels) or depth >= max(len(ps) for ps in parts):
+            return labels
+        depth += 1
+
+
+def _row_methods(reports: Sequence[Report], method: str | None) -> list[str | None]:
+    """The methods to show one row each: ``[method]`` when given, else every method that
+    shares a quantity with another (probe, ross); a method alone on its quantities (the
+    plug-in I(A;C)) fills that column in each row instead."""
+    if method is not None:
+        return [method]
+    count: dict[str, set] = {}
+    for rep in reports:
+        for e in rep.estimates:
+            count.setdefault(e.method, set()).add(e.quantity)
+    shared = [m for m, qs in count.items()
+              if qs & set().union(*(q for o, q in count.items() if o != m))]
+    return shared or [None]
+
+
+def format_runs_table(reports: Sequence[Report], *, method: str | None = None,
+                      labels: Sequence[str] | None = None) -> str:
+    """Several checkpoints: one row per checkpoint and method, in the order given, labelled
+    by ``labels`` (default: :func:`run_labels` of the checkpoints' paths); one column per
+    (transformation, quantity). ``method``: show only that method (default: each method
+    that estimates several quantities, e.g. the probe and kNN, one row each)."""
+    labels = list(labels) if labels is not None else run_labels(
+        [r.checkpoint for r in reports])
     columns: list[tuple[str, str]] = []
     for rep in reports:
         for e in rep.estimates:
@@ -149,17 +181,21 @@ def format_runs_table(reports: Sequence[Report], *, method: str | None = None) -
             if key not in columns:
                 columns.append(key)
     several_t = len({t for t, _ in columns}) > 1
-    header = ["checkpoint", "epoch"] + [f"{q} [{t}]" if several_t else q for t, q in columns]
+    methods = _row_methods(reports, method)
+    header = ["run", "epoch"] + (["method"] if methods != [None] else []) + [
+        f"{q} [{t}]" if several_t else q for t, q in columns]
     rows = []
-    for rep in sorted(reports, key=_epoch_key):
-        row = [Path(rep.checkpoint or "?").name, str(rep.provenance.get("epoch", "-"))]
-        for t, q in columns:
-            e = _primary(rep, q, t, method)
-            row.append(_value_pm(e) if e else "-")
-        rows.append(row)
+    for label, rep in zip(labels, reports):
+        for i, m in enumerate(methods):
+            row = [label if i == 0 else "", str(rep.provenance.get("epoch", "-"))
+                   if i == 0 else ""] + ([m] if methods != [None] else [])
+            for t, q in columns:
+                e = _primary(rep, q, t, m)
+                row.append(_value_pm(e) if e else "-")
+            rows.append(row)
     out = [_render(header, rows)]
-    for rep in reports:
-        out += [f"{Path(rep.checkpoint or '?').name}: {m}" for m in _flags(rep)]
+    for label, rep in zip(labels, reports):
+        out += [f"{label}: {m}" for m in _flags(rep)]
     return "\n".join(out)
 
 
@@ -323,6 +359,7 @@ __all__ = [
     "csv_rows",
     "format_rank_table",
     "format_runs_table",
+    "run_labels",
     "format_table",
     "plot_report",
     "plot_runs",

@@ -49,7 +49,7 @@ def _check_params(spec, params: dict) -> None:
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return
     known = {n for n, p in sig.parameters.items()
-             if p.kind is p.KEYWORD_ONLY and n not in ("k", "seed")}
+             if p.kind is p.KEYWORD_ONLY and n not in ("k", "seed", "progress")}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"method {spec.name!r} does not take {unknown}; its options are "
@@ -94,8 +94,9 @@ def estimate_mi(
     cond_discrete: bool = False,
     method: str = "auto",
     k: int = 3,
-    seed: int = 0,
+    seed: int | None = 0,
     quantity: str | None = None,
+    progress=None,
     **params,
 ) -> Estimate:
     """Estimate I(x; y) or, with ``cond``, I(x; y | cond), in nats (signed).
@@ -114,10 +115,16 @@ def estimate_mi(
         variables; the choice is recorded in ``est.method`` and ``est.diagnostics``).
     k : int
         Number of neighbours for kNN methods (ignored by the others).
-    seed : int
+    seed : int or None
         Seeds every random choice (tie-breaking noise, subsamples, splits, initialisation).
+        ``None`` draws a fresh seed, recorded in ``est.params["seed"]`` (and
+        ``est.diagnostics["seed_drawn"]``), so that the value can be reproduced.
     quantity : str, optional
         Name to put in ``est.quantity`` (e.g. ``"I(A;Z)"``); default ``"I(X;Y)"``.
+    progress : None, bool or callable, optional
+        Signs of life on long estimates: ``True`` shows a line on stderr (elapsed time,
+        and the method's steps where it reports them), a callable receives
+        ``(done, total, stage)``; see ``essl_info.estimators.progress``.
     **params
         Method-specific options (documented with each method).
 
@@ -144,6 +151,7 @@ def estimate_mi(
         )
     if spec.uses_k:
         check_k(v.n, k)
+    seed, spec = _prepared(spec, seed, progress, f"estimate_mi {method} n={v.n}")
     _check_params(spec, params)
     name = quantity or _default_quantity(v)
     for var in (v.x, v.y):
@@ -175,8 +183,9 @@ def estimate_entropy(
     discrete: bool = False,
     method: str = "auto",
     k: int = 3,
-    seed: int = 0,
+    seed: int | None = 0,
     quantity: str | None = None,
+    progress=None,
     **params,
 ) -> Estimate:
     """Estimate the entropy H(x) in nats: plug-in (optionally Miller-Madow) for discrete x,
@@ -194,9 +203,38 @@ def estimate_entropy(
         raise ValueError(f"entropy method {method!r} cannot handle {xv.kind} x; use {able}")
     if spec.uses_k:
         check_k(v.n, k)
+    seed, spec = _prepared(spec, seed, progress, f"estimate_entropy {method} n={v.n}")
     _check_params(spec, params)
     est = spec.fn(v, k=k, seed=seed, **params)
     return est.with_(method=method, quantity=quantity or "H(X)")
+
+
+def _prepared(spec, seed, progress, desc: str):
+    """(the seed to use, a spec whose ``fn`` runs the method with ``progress`` and records
+    the seed). ``seed=None`` draws a fresh seed (``inputs.resolve_seed``), recorded in
+    ``est.params["seed"]`` with ``est.diagnostics["seed_drawn"]``; ``progress`` is passed
+    down where the method takes a keyword-only ``progress`` argument, otherwise reported
+    around the call (``progress.py``)."""
+    import dataclasses
+    import functools
+
+    from .inputs import resolve_seed
+    from .progress import accepts_progress, progress_callback
+
+    seed, drawn = resolve_seed(seed)
+    fn = spec.fn
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with progress_callback(progress, desc) as report:
+            if report is not None and accepts_progress(fn):
+                kwargs["progress"] = report
+            est = fn(*args, **kwargs)
+        return est.with_(params={**est.params, "seed": kwargs.get("seed", seed)},
+                         diagnostics={**est.diagnostics,
+                                      **({"seed_drawn": True} if drawn else {})})
+
+    return seed, dataclasses.replace(spec, fn=run)
 
 
 __all__ = [

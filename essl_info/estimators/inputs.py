@@ -8,6 +8,7 @@ Estimators never see NaN, inf, empty or mismatched inputs.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -151,7 +152,21 @@ def prepare_variable(name: str, a, *, discrete: bool, warn: bool = True) -> Vari
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
     values = arr.astype(np.float64)
     _check_finite(name, values)
+    _check_magnitude(name, values)
     return Variable(name, values, False)
+
+
+def _check_magnitude(name: str, values: np.ndarray) -> None:
+    """Finite values so large that the estimators' own arithmetic (means, variances,
+    squared distances over n rows, in float64) would overflow to inf: a message saying so,
+    not a later "data must be finite" about data that is finite."""
+    top = float(np.abs(values).max())
+    limit = math.sqrt(np.finfo(np.float64).max / (4.0 * len(values))) / 16
+    if top > limit:
+        raise ValueError(f"{name} is finite but reaches {top:.3g} in magnitude: squares and "
+                         f"sums of such values overflow float64 (above about {limit:.1e} "
+                         f"for n={len(values)}); divide {name} by a constant first (e.g. "
+                         f"{name} / {top:.0e})")
 
 
 def tie_fraction(values: np.ndarray) -> float:
@@ -192,6 +207,19 @@ def prepare_variables(
                 "all variables must have the same number of samples"
             )
     return Variables(xv, yv, cv, n)
+
+
+def resolve_seed(seed) -> tuple[int, bool]:
+    """(the seed to use, whether it was drawn). ``None`` draws a fresh 63-bit seed from
+    the operating system's entropy (numpy's SeedSequence), as numpy's ``default_rng(None)``
+    and scikit-learn's ``random_state=None`` do; it is recorded in ``est.params["seed"]``,
+    so the estimate can still be reproduced bit for bit."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % (1 << 63)), True
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, or None for a fresh one "
+                         f"(recorded in est.params['seed']), got {seed!r}")
+    return int(seed), False
 
 
 def check_k(n: int, k: int, *, what: str = "samples") -> None:

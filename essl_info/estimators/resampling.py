@@ -183,6 +183,7 @@ def permutation_test(x, y, cond=None, *, n_permutations: int = 200, seed: int = 
                          "cond is continuous (pass cond_discrete=True for labels, or "
                          "discretise it)")
     observed = estimate_mi(x, y, cond, seed=seed, **estimate_mi_kwargs)
+    seed = observed.params["seed"]   # seed=None: the one drawn for the observed estimate
     # the null replicates call the method directly on permuted copies of the validated
     # y: the inputs were checked once above and do not change
     spec = MI_METHODS[observed.method]

@@ -46,6 +46,15 @@ SUPPORTED_SCHEMAS = (1,)
 REQUIRED_KEYS = ("schema_version", "model", "state_dict", "train", "data",
                  "transformations", "seed", "progress", "metrics")
 BUNDLED_NAME = "digits_esimclr_rotation4.pt"
+# keys each section must hold for the checkpoint to be rebuilt and described
+SECTION_KEYS = {
+    "model": ("backbone", "width", "in_channels", "image_size", "feature_dim", "mean", "std",
+              "n_classes", "projector", "predictor", "heads", "class_head", "class_info"),
+    "data": ("dataset", "n_classes", "image_size"),
+    "progress": ("epoch", "step"),
+    "train": (),
+    "metrics": (),
+}
 
 
 def bundled_checkpoint_path() -> Path:
@@ -144,15 +153,28 @@ def _raw_load(path: Path) -> Any:
                 f"refusing to load {path}: it is a pickle that torch.load(weights_only=True) "
                 f"cannot read safely ({op.group(0) if op else 'unsupported content'}); "
                 f"essl_info never unpickles code") from None
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or not a torch "
-                              f"file: {msg.splitlines()[0] if msg else 'unpickling error'})"
-                              ) from None
+        raise CheckpointError(f"{path} is not a torch checkpoint: neither a zip archive "
+                              f"nor a pickle (it starts with bytes {_head(path)}); is it the "
+                              f"file you meant?") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             UnicodeDecodeError, AttributeError, IndexError, KeyError) as e:
-        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]
+        first = _torch_reason(str(e))
         first = f"{type(e).__name__}: {first}" if first else type(e).__name__
         raise CheckpointError(f"{path} is truncated or corrupt, not a readable checkpoint "
                               f"({first})") from None
+
+
+def _head(path: Path, n: int = 4) -> str:
+    with open(path, "rb") as f:
+        return f.read(n).hex(" ")
+
+
+def _torch_reason(msg: str) -> str:
+    """The first sentence of a torch.load error, without torch's general advice (in
+    particular never its suggestion to re-run with ``weights_only=False``, which would
+    run code from the file and is not what goes wrong here)."""
+    first = (msg.strip().splitlines() or [""])[0].split(". ")[0]
+    return "" if "weights_only" in first else first
 
 
 def validate_checkpoint(obj: Any, source: str = "checkpoint") -> dict:
@@ -168,15 +190,44 @@ def validate_checkpoint(obj: Any, source: str = "checkpoint") -> dict:
             f"essl_info.models.importers (essl-info measure --arch ARCH --dataset NAME)")
     version = obj["schema_version"]
     if version not in SUPPORTED_SCHEMAS:
-        raise CheckpointError(f"{source} has schema_version {version!r}, which this "
-                              f"essl_info supports not (supported: {list(SUPPORTED_SCHEMAS)})")
+        raise CheckpointError(_schema_message(source, version))
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
         raise CheckpointError(f"{source} is an incomplete checkpoint: missing {missing}")
     if not isinstance(obj["state_dict"], dict) or not all(
             isinstance(v, torch.Tensor) for v in obj["state_dict"].values()):
         raise CheckpointError(f"{source}: 'state_dict' must map names to tensors")
+    for part, keys in SECTION_KEYS.items():
+        section = obj[part]
+        if not isinstance(section, dict):
+            raise CheckpointError(f"{source}: its {part!r} entry is a "
+                                  f"{type(section).__name__}, not a dict: a damaged or "
+                                  f"hand-edited checkpoint")
+        lacking = [k for k in keys if k not in section]
+        if lacking:
+            raise CheckpointError(f"{source}: its {part!r} entry lacks {lacking} (a damaged "
+                                  f"or hand-edited checkpoint); re-save it from the run that "
+                                  f"made it, or train again")
+    heads = obj["model"]["heads"]
+    if not isinstance(heads, list) or not all(
+            isinstance(h, dict) and {"name", "n_classes", "mlp"} <= set(h) for h in heads):
+        raise CheckpointError(f"{source}: its model 'heads' entry must be a list of "
+                              f"{{'name', 'n_classes', 'mlp'}} dicts: a damaged or "
+                              f"hand-edited checkpoint")
     return obj
+
+
+def _schema_message(source: str, version: Any) -> str:
+    """What an unsupported ``schema_version`` means for the user, and what to do."""
+    from .. import __version__
+
+    newest = max(SUPPORTED_SCHEMAS)
+    if isinstance(version, int) and not isinstance(version, bool) and version > newest:
+        return (f"{source} uses checkpoint schema {version}, newer than this essl_info "
+                f"{__version__} can read (schema {newest} at most): it was written by a newer "
+                f"essl_info; upgrade essl_info to read it")
+    return (f"{source} has schema_version {version!r}, which is not a schema this essl_info "
+            f"{__version__} can read (it reads {list(SUPPORTED_SCHEMAS)})")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -202,14 +253,70 @@ def model_from_checkpoint(ckpt: Mapping[str, Any] | str | os.PathLike, device: s
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint 'model' spec cannot rebuild a network: "
                               f"{type(e).__name__}: {e}") from None
-    result = model.load_state_dict(ckpt["state_dict"], strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"checkpoint weights do not match its model spec: missing "
-            f"{result.missing_keys[:5]}{'...' if len(result.missing_keys) > 5 else ''}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-            f"{'...' if len(result.unexpected_keys) > 5 else ''}")
+    load_weights(model, ckpt["state_dict"], "checkpoint weights",
+                 hint="the file's tensors were not saved from the network its 'model' "
+                      "spec describes (a damaged or hand-edited checkpoint)")
     return model.to(device).eval()
+
+
+def _key_list(keys, n: int = 5) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def weight_mismatches(expected: Mapping[str, torch.Tensor], got: Mapping[str, Any]
+                      ) -> list[str]:
+    """How a state dict ``got`` differs from a module's own ``expected`` one, key for key:
+    missing, unexpected, misshapen, and tensors of the wrong kind of dtype (an integer
+    tensor where the module holds floats, or the reverse: torch would copy int64 into a
+    float parameter without a word). One phrase per kind of difference; [] when none."""
+    missing = set(expected) - set(got)
+    unexpected = set(got) - set(expected)
+    common = sorted(set(expected) & set(got))
+    bad_type = [k for k in common if not isinstance(got[k], torch.Tensor)]
+    common = [k for k in common if k not in bad_type]
+    shapes = [k for k in common if tuple(expected[k].shape) != tuple(got[k].shape)]
+    kinds = [k for k in common if k not in shapes and
+             (expected[k].is_floating_point(), expected[k].is_complex()) !=
+             (got[k].is_floating_point(), got[k].is_complex())]
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {_key_list(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {_key_list(unexpected)}")
+    if bad_type:
+        parts.append(f"not tensors: {_key_list(bad_type)}")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} shape mismatch(es), e.g. {k}: file "
+                     f"{tuple(got[k].shape)} vs network {tuple(expected[k].shape)}")
+    if kinds:
+        k = kinds[0]
+        parts.append(f"{len(kinds)} dtype mismatch(es), e.g. {k}: file {got[k].dtype} "
+                     f"where the network holds {expected[k].dtype}")
+    return parts
+
+
+def check_weights(expected: Mapping[str, torch.Tensor], got: Mapping[str, Any],
+                  what: str = "checkpoint weights", hint: str = "") -> None:
+    """Raise one CheckpointError listing :func:`weight_mismatches`, if any."""
+    parts = weight_mismatches(expected, got)
+    if parts:
+        raise CheckpointError(f"{what} do not match the network ({'; '.join(parts)})"
+                              + (f"; {hint}" if hint else ""))
+
+
+def load_weights(module: torch.nn.Module, state_dict: Mapping[str, Any],
+                 what: str = "checkpoint weights", hint: str = "") -> torch.nn.Module:
+    """``module.load_state_dict(state_dict, strict=True)`` after :func:`check_weights`:
+    every mismatch is one CheckpointError naming it, never a RuntimeError traceback."""
+    check_weights(module.state_dict(), state_dict, what, hint)
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:   # anything check_weights did not foresee: still one line
+        first = (str(e).strip().splitlines() or ["load_state_dict failed"])
+        raise CheckpointError(f"{what} cannot be loaded: {' '.join(first[:2])}") from None
+    return module
 
 
 # ============================================================================= describe
@@ -233,6 +340,8 @@ def checkpoint_metadata(ckpt: Mapping[str, Any]) -> dict:
 def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> str:
     """Human-readable (or JSON) summary of a checkpoint's metadata, for ``essl-info inspect``."""
     ckpt = load_checkpoint(path)
+    with torch.random.fork_rng(devices=[]):   # rebuilding draws initial weights
+        model_from_checkpoint(ckpt)            # the weights fit the spec, or one line why
     meta = checkpoint_metadata(ckpt)
     if as_json:
         return json.dumps({"path": str(path), **meta}, indent=2)
@@ -264,6 +373,12 @@ def describe_checkpoint(path: str | os.PathLike, as_json: bool = False) -> str:
         f"step {prog['step']}{' (finished)' if prog.get('finished') else ''}"
         f"{'; resumable' if meta.get('resumable') else ''}",
     ]
+    env = meta.get("environment")
+    if isinstance(env, dict):
+        lines.append(f"made on     torch {env.get('torch', '?')}, "
+                     f"{env.get('cpu_capability', '?')}, {env.get('threads', '?')} thread(s), "
+                     f"{env.get('cpu') or env.get('machine', '?')}"
+                     + (f", {env['gpu']}" if env.get("gpu") else ""))
     last = {k: v for k, v in meta["metrics"].items() if k != "history"}
     if last:
         lines.append("metrics     " + ", ".join(

@@ -156,20 +156,12 @@ def _take(flat: dict, prefix: str) -> dict[str, torch.Tensor]:
 
 def _match(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor],
            what: str, source: str, hint: str) -> None:
-    """Strict key-for-key comparison; an error lists missing / unexpected / misshapen."""
-    missing = set(expected) - set(got)
-    unexpected = set(got) - set(expected)
-    shapes = [k for k in set(expected) & set(got) if expected[k].shape != got[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_list(unexpected)}")
-        if shapes:
-            k = sorted(shapes)[0]
-            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {k}: file "
-                         f"{tuple(got[k].shape)} vs {tuple(expected[k].shape)}")
+    """Strict key-for-key comparison; an error lists missing / unexpected / misshapen /
+    wrongly typed tensors (``checkpoint.weight_mismatches``)."""
+    from .checkpoint import weight_mismatches
+
+    parts = weight_mismatches(expected, got)
+    if parts:
         raise CheckpointError(f"{source}: {what} does not match ({'; '.join(parts)}); {hint}")
 
 
@@ -200,7 +192,7 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
     freshly initialised (seeded) and marked untrained in ``train["imported_parts"]``.
     Raises ``CheckpointError`` naming the problem.
     """
-    from .checkpoint import SCHEMA_VERSION, _raw_load, utc_now
+    from .checkpoint import SCHEMA_VERSION, _raw_load, load_weights, utc_now
     from ..data import load_dataset, parse_transformations
     from .networks import BACKBONES, ESSLModel, mlp_spec, model_spec
     from .. import __version__
@@ -264,11 +256,11 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
         model = ESSLModel(spec)
     _match(model.backbone.state_dict(), backbone_sd,
            f"the backbone under {fmt.backbone!r} as {arch}", source, "check --arch")
-    model.backbone.load_state_dict(backbone_sd)
+    load_weights(model.backbone, backbone_sd, f"{source}: the backbone")
     if proj_sd:
         _match(model.projector.state_dict(), proj_sd, f"the projector under "
                f"{fmt.projector!r}", source, "the layout's projector is not an essl_info MLP")
-        model.projector.load_state_dict(proj_sd)
+        load_weights(model.projector, proj_sd, f"{source}: the projector")
     epoch = raw.get("epoch") if isinstance(raw, dict) else None
     return {
         "schema_version": SCHEMA_VERSION,

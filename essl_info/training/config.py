@@ -105,9 +105,16 @@ RECIPES: dict[str, dict[str, Any]] = {
     "transform-world": _SMALL,
     "cifar10": _CIFAR,
     "cifar100": _CIFAR,
-    "folder": dict(_CIFAR, backbone="resnet18", image_size=64, trans_size=32, epochs=200,
-                   batch_size=256),
+    "folder": dict(_CIFAR, backbone="small_cnn", width=32, image_size=32, trans_size=16,
+                   epochs=200, batch_size=64),
 }
+# folder: a folder of one's own images is most often small and trained on a CPU first, so
+# its default is the small 3-stage ResNet (width 32, about 0.3 M backbone parameters, a
+# checkpoint of a few MB) at CIFAR's 32 px with CIFAR's augmentation and 16 px rotation
+# crops, and batch 64 (a few hundred images still give several steps per epoch). ResNet-18
+# at 64 px (11 M parameters, an 87 MB checkpoint and a 174 MB resume file even for 72
+# images) is one option away for large folders on a GPU: --backbone resnet18
+# --image-size 64 --trans-size 32 --batch-size 256.
 FALLBACK_RECIPE = RECIPES["folder"]
 
 
@@ -151,9 +158,10 @@ def _validate(cfg: TrainConfig) -> None:
     need(not (cfg.class_info != "normal" and cfg.ssl != "none" and cfg.lam == 0),
          f"class_info {cfg.class_info!r} acts through the transformation branch: it needs "
          f"lambda > 0")
-    for name in ("epochs", "batch_size", "image_size", "trans_size", "knn_k", "log_every"):
+    for name in ("epochs", "batch_size", "image_size", "trans_size", "knn_k", "log_every",
+                 "seed"):
         v = getattr(cfg, name)
-        lo = 0 if name == "epochs" else 1
+        lo = 0 if name in ("epochs", "seed") else 1
         need(isinstance(v, int) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
     for name in ("n_train", "n_test", "stop_after", "width", "pred_dim", "head_width",
                  "threads", "save_every"):
@@ -186,76 +194,151 @@ CONFLICTS = {"hflip": ("crop_flip", "simclr", "simclr_blur"),
 
 
 # ============================================================================ CLI options
+def _recipe_default(field: str, otherwise: str = "") -> str:
+    """"(default: 20 for digits, rotation-world; 800 for cifar10, ...)" from RECIPES."""
+    groups: dict[str, list[str]] = {}
+    for name, recipe in RECIPES.items():
+        value = recipe.get(field)
+        if value is not None:
+            groups.setdefault(str(value), []).append(name)
+    if not groups:
+        return f"(default: {otherwise})" if otherwise else ""
+    text = "; ".join(f"{v} for {', '.join(names)}" for v, names in groups.items())
+    missing = [n for n in RECIPES if RECIPES[n].get(field) is None]
+    if missing and otherwise:
+        text += f"; {otherwise} for {', '.join(missing)}"
+    return f"(default: {text})"
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``essl-info train``; defaults ``None`` mean "the dataset's recipe"."""
     d = TrainConfig()
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=True, help="dataset name (digits, rotation-world, "
                    "cifar10, cifar100, folder)")
-    g.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    g.add_argument("--data-dir", default=None, help="folder with the dataset's files "
+                   "(needed by cifar10, cifar100, folder; default: none)")
     g.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a dataset knob, e.g. --data-param m=4 (repeatable)")
-    g.add_argument("--image-size", type=int, default=None, help="side length in pixels")
-    g.add_argument("--n-train", type=int, default=None, help="use the first N train images")
-    g.add_argument("--n-test", type=int, default=None, help="use the first N test images")
+                   help="a dataset knob, e.g. --data-param m=4 (repeatable; default: the "
+                        "dataset's own)")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="side length in pixels " + _recipe_default("image_size"))
+    g.add_argument("--n-train", type=int, default=None,
+                   help="use the first N train images (default: all)")
+    g.add_argument("--n-test", type=int, default=None,
+                   help="use the first N test images (default: all)")
     g = p.add_argument_group("method")
     g.add_argument("--transforms", default=",".join(d.transforms),
-                   help="comma-separated transformations to predict (default rotation4)")
+                   help="comma-separated transformations to predict")
     g.add_argument("--ssl", choices=SSL_CHOICES, default=d.ssl,
                    help="SSL loss: simclr (cross-view InfoNCE), ntxent, simsiam, or none "
                         "(pure transformation prediction)")
     g.add_argument("--lambda", dest="lam", type=float, default=d.lam,
-                   help="weight of the transformation cross-entropy (default 0.4)")
-    g.add_argument("--temperature", type=float, default=d.temperature)
+                   help="weight of the transformation cross-entropy (0: plain SSL, the "
+                        "head then trains on frozen features as a monitor)")
+    g.add_argument("--temperature", type=float, default=d.temperature,
+                   help="temperature of the SimCLR / NT-Xent loss")
     g.add_argument("--view-aug", default=None, choices=sorted(AUGMENT_PRESETS),
-                   help="augmentation preset of the two SSL views")
+                   help="augmentation preset of the two SSL views "
+                        + _recipe_default("view_aug"))
     g.add_argument("--base-aug", default=None, choices=sorted(AUGMENT_PRESETS),
-                   help="base augmentation preset of the transformation branch")
+                   help="base augmentation preset of the transformation branch "
+                        + _recipe_default("base_aug"))
     g.add_argument("--trans-size", type=int, default=None,
-                   help="crop size of the transformation branch")
+                   help="crop size of the transformation branch "
+                        + _recipe_default("trans_size"))
     g.add_argument("--class-info", choices=CLASS_INFO, default=d.class_info,
                    help="add class information to the features or eliminate it "
                         "(gradient reversal)")
-    g.add_argument("--class-weight", type=float, default=d.class_weight)
+    g.add_argument("--class-weight", type=float, default=d.class_weight,
+                   help="weight of the class head's loss (with --class-info add or "
+                        "eliminate)")
     g.add_argument("--order-weight", type=float, default=d.order_weight,
                    help="weight of the order-preserving loss on scale-valued transforms")
-    g.add_argument("--order-margin", type=float, default=d.order_margin)
+    g.add_argument("--order-margin", type=float, default=d.order_margin,
+                   help="margin of the order-preserving loss")
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", choices=sorted(BACKBONES), default=None)
-    g.add_argument("--width", type=int, default=None, help="backbone base width")
-    g.add_argument("--proj-dims", default=None, metavar="HIDDEN,OUT")
-    g.add_argument("--pred-dim", type=int, default=None, help="SimSiam predictor width")
-    g.add_argument("--head-width", type=int, default=None)
+    g.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
+                   help="backbone network " + _recipe_default("backbone"))
+    g.add_argument("--width", type=int, default=None, help="backbone base width "
+                   + _recipe_default("width", "the backbone's own"))
+    g.add_argument("--proj-dims", default=None, metavar="HIDDEN,OUT",
+                   help="projector widths (default: the backbone's head width, twice)")
+    g.add_argument("--pred-dim", type=int, default=None, help="SimSiam predictor width "
+                   "(default: a quarter of the projector's output, at least 16)")
+    g.add_argument("--head-width", type=int, default=None, help="hidden width of the "
+                   "projector and heads (default: the backbone's, scaled with --width)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None, help="learning rate per 256 images")
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--momentum", type=float, default=d.momentum)
-    g.add_argument("--warmup-epochs", type=float, default=None)
-    g.add_argument("--knn-k", type=int, default=d.knn_k)
-    g.add_argument("--knn-t", type=float, default=d.knn_t)
+    g.add_argument("--epochs", type=int, default=None,
+                   help="training epochs " + _recipe_default("epochs"))
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per step " + _recipe_default("batch_size"))
+    g.add_argument("--lr", type=float, default=None, help="learning rate per 256 images "
+                   "(the step size is lr * batch / 256) " + _recipe_default("lr"))
+    g.add_argument("--weight-decay", type=float, default=None,
+                   help="SGD weight decay " + _recipe_default("weight_decay"))
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    g.add_argument("--warmup-epochs", type=float, default=None,
+                   help="linear warm-up epochs before the cosine decay "
+                        + _recipe_default("warmup_epochs"))
+    g.add_argument("--knn-k", type=int, default=d.knn_k,
+                   help="neighbours of the kNN accuracy monitor")
+    g.add_argument("--knn-t", type=float, default=d.knn_t,
+                   help="temperature of the kNN accuracy monitor")
     g.add_argument("--no-linear-probe", action="store_true",
                    help="skip the offline linear probe after the last epoch")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds initialisation, data order and augmentations")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
+                   help="auto: CUDA when torch sees a GPU, else CPU")
     g.add_argument("--amp", choices=("auto", "bf16", "off"), default=d.amp,
                    help="bf16 autocast (auto: on CUDA)")
-    g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last)
+    g.add_argument("--channels-last", choices=("auto", "on", "off"), default=d.channels_last,
+                   help="channels_last memory layout (auto: on CUDA)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: torch's; 1 is faster on a busy machine)")
+                   help="CPU threads " + _recipe_default("threads", "torch's") +
+                        "; 1 is faster on a busy machine")
     g.add_argument("--out", default=None, help="output folder (default runs/<name>)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
     g.add_argument("--stop-after", type=int, default=None,
-                   help="stop after this many epochs (resume later with --resume)")
-    g.add_argument("--log-every", type=int, default=d.log_every)
+                   help="stop after this many epochs of this invocation (resume later "
+                        "with --resume; default: run to --epochs)")
+    g.add_argument("--log-every", type=int, default=d.log_every,
+                   help="write the loss to log.jsonl every N steps")
     g.add_argument("--save-every", type=int, default=None, metavar="E",
                    help="also keep OUT/epoch_NNNN.pt every E epochs, the untrained model "
-                        "and the last epoch (information dynamics: measure OUT)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+                        "and the last epoch (information dynamics: measure OUT; default: "
+                        "none, only checkpoint.pt)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (one line "
+                   "per epoch is still printed on stderr)")
+
+
+_FLAG_NAMES = {"lam": "--lambda", "data_params": "--data-param",
+               "final_linear_probe": "--no-linear-probe"}
+
+
+def flag_name(field: str) -> str:
+    """The ``essl-info train`` option of TrainConfig ``field`` (``lam`` -> ``--lambda``)."""
+    return _FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def as_flags(field: str, value: Any) -> str:
+    """The ``essl-info train`` option(s) that set TrainConfig ``field`` to ``value``
+    (``as_flags("epochs", 6) == "--epochs 6"``), for messages that say what to pass."""
+    flag = flag_name(field)
+    if field == "final_linear_probe":
+        return f"(without {flag})" if value else flag
+    if field == "data_params":
+        return " ".join(f"{flag} {k}={json.dumps(v) if not isinstance(v, str) else v}"
+                        for k, v in (value or ()))
+    if value is None:
+        return f"(without {flag})"
+    if isinstance(value, (list, tuple)):
+        return f"{flag} {','.join(map(str, value))}"
+    return f"{flag} {value}"
 
 
 def _parse_value(text: str) -> Any:

@@ -106,6 +106,31 @@ def plan_runtime(device: str = "auto", *, amp: str = "auto", channels_last: str 
                    rank=rank, world_size=world, local_rank=local_rank)
 
 
+def environment(device: torch.device | str = "cpu") -> dict:
+    """What a run's bits depend on besides its config and code, saved in its checkpoint:
+    the torch build, the CPU instruction set torch dispatches to (AVX2 and AVX-512 kernels
+    round differently), the thread count (a reduction split over threads sums in another
+    order), the processor and, on CUDA, the GPU. Same config, code and environment: the
+    same weights, bit for bit, on CPU."""
+    import platform
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    env = {"torch": str(torch.__version__), "cpu_capability":
+           str(torch.backends.cpu.get_cpu_capability()), "threads": torch.get_num_threads(),
+           "machine": platform.machine(), "cpu": cpu, "python": platform.python_version()}
+    device = torch.device(device)
+    if device.type == "cuda":
+        env["gpu"] = str(torch.cuda.get_device_name(device))
+        env["cuda"] = str(torch.version.cuda)
+    return env
+
+
 def init_distributed(rt: Runtime) -> bool:
     """Join the process group of a ``torchrun`` launch (only when WORLD_SIZE > 1).
     Returns True when this call created it (the caller then destroys it at the end)."""

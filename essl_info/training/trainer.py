@@ -34,15 +34,18 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..models.checkpoint import SCHEMA_VERSION, load_checkpoint, save_checkpoint, utc_now
+from ..models.checkpoint import (SCHEMA_VERSION, load_checkpoint, load_weights,
+                                 save_checkpoint, utc_now)
+from ..output_paths import check_output_dir
 from ..data import Transformation, all_transformed, load_dataset, parse_transformations
 from ..data.augment import augment
 from ..errors import EsslInfoError
 from .losses import SSL_LOSSES, class_ce, order_loss, transformation_ce
 from ..models.networks import ESSLModel, count_parameters, model_spec
 from .monitors import evaluate
-from .runtime import (Runtime, any_rank, barrier, close_distributed, gather, init_distributed,
-                      plan_runtime, prepare_model)
+from .preflight import check_trainable, resume_mismatch
+from .runtime import (Runtime, any_rank, barrier, close_distributed, environment, gather,
+                      init_distributed, plan_runtime, prepare_model)
 from .config import (CONFLICTS, RECIPES, RUN_FIELDS, TrainConfig,  # noqa: F401
                            add_train_arguments, config_from_args, resolve_config)
 
@@ -151,15 +154,6 @@ def _load_data(cfg: TrainConfig):
     return train_ds, test_ds
 
 
-def _same_science(saved: dict, cfg: TrainConfig) -> list[str]:
-    """Fields (outside RUN_FIELDS) whose saved value differs from ``cfg``."""
-    from ..types import _json_safe
-
-    now = _json_safe(asdict(cfg))
-    return [k for k in now if k not in RUN_FIELDS and
-            json.dumps(now[k]) != json.dumps(_json_safe(saved.get(k)))]
-
-
 def build_checkpoint(model: ESSLModel, cfg: TrainConfig, train_ds, test_ds, *, epoch: int,
                      step: int, finished: bool, metrics: dict, history: list,
                      optimizer: torch.optim.Optimizer | None = None) -> dict:
@@ -181,6 +175,7 @@ def build_checkpoint(model: ESSLModel, cfg: TrainConfig, train_ds, test_ds, *, e
         "seed": cfg.seed,
         "progress": {"epoch": epoch, "step": step, "finished": finished},
         "metrics": {**metrics, "history": history},
+        "environment": environment(next(model.parameters()).device),
     }
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
@@ -222,11 +217,12 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
             warnings.warn(f"base augmentation {cfg.base_aug!r} randomly applies what "
                           f"transformation {t.name!r} predicts: its labels become noisy",
                           stacklevel=2)
-    out = Path(cfg.out)
+    out = check_output_dir(cfg.out, "--out")
     ckpt_path, resume_path, log_path = (out / "checkpoint.pt", out / "resume.pt",
                                         out / "log.jsonl")
 
     train_ds, test_ds = _load_data(cfg)
+    check_trainable(cfg, train_ds, test_ds)   # before the first epoch, not after the last
     per_rank = cfg.batch_size // rt.world_size
     if cfg.batch_size % rt.world_size or per_rank < 2:
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the "
@@ -259,19 +255,18 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
     epoch, step, history = 0, 0, []
     if cfg.resume and resume_path.exists():
         state = load_checkpoint(resume_path)
-        changed = _same_science(state["train"], cfg)
-        if changed:
-            raise ValueError(f"--resume: {resume_path} was trained with different "
-                             f"settings ({', '.join(changed)}); start a new --out instead")
+        mismatch = resume_mismatch(state["train"], cfg, str(resume_path))
+        if mismatch:
+            raise ValueError(mismatch)
         if "optimizer" not in state:
             raise ValueError(f"--resume: {resume_path} holds no optimizer state")
-        model.load_state_dict(state["state_dict"])
+        load_weights(model, state["state_dict"], f"--resume: the weights in {resume_path}")
         opt.load_state_dict(state["optimizer"])
         epoch, step = state["progress"]["epoch"], state["progress"]["step"]
         history = list(state["metrics"].get("history", []))
     elif cfg.resume:
-        print(f"essl-info train: no resume file in {out}; starting from scratch",
-              file=sys.stderr)
+        raise ValueError(f"--resume: there is no {resume_path.name} in {out}, so nothing to "
+                         f"continue; run without --resume to start a new run there")
     elif (ckpt_path.exists() or resume_path.exists()) and not cfg.overwrite:
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, "
                          f"--overwrite to replace it, or choose another --out")
@@ -340,8 +335,9 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
                                     final=finished))
             history.append(metrics)
             log.write(event="epoch", **metrics)
-            if cfg.progress:
-                bar.write(_epoch_line(metrics, cfg.epochs), file=sys.stderr)
+            # a line a human reads each epoch, bar or not (the JSON lines are in log.jsonl)
+            (bar.write if cfg.progress else print)(_epoch_line(metrics, cfg.epochs),
+                                                  file=sys.stderr)
             ckpt = build_checkpoint(model, cfg, train_ds, test_ds, epoch=epoch, step=step,
                                     finished=finished, metrics=metrics, history=history)
             _save_pair(ckpt, opt, ckpt_path, resume_path)
