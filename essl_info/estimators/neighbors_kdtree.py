@@ -42,7 +42,8 @@ def _build(pts, order, bounds, leaf):
     """Trees over ``pts`` (n, D), one per segment ``order[bounds[s]:bounds[s+1]]``.
 
     Returns perm (n,) row at each tree position, tp (n, D) = pts[perm], node arrays
-    start, end, left (-1 for a leaf), right, box lo/hi (m, D), and roots (S,)."""
+    start, end, left (-1 for a leaf), right, box lo/hi (m, D), roots (S,) and leaf_of
+    (n,) the leaf holding each position."""
     n, dim = pts.shape
     nseg = len(bounds) - 1
     cap = 2 * n + 2 * nseg + 2
@@ -54,6 +55,7 @@ def _build(pts, order, bounds, leaf):
     lo = np.empty((cap, dim))
     hi = np.empty((cap, dim))
     roots = np.empty(nseg, np.int64)
+    leaf_of = np.empty(n, np.int64)
     m = 0
     for s in range(nseg):
         roots[s] = m
@@ -74,6 +76,8 @@ def _build(pts, order, bounds, leaf):
                     lo[t, c] = v
                 if v > hi[t, c]:
                     hi[t, c] = v
+        for p in range(s0, s1):
+            leaf_of[p] = t  # overwritten by the children if this node splits
         if s1 - s0 > leaf:
             best = 0
             for c in range(1, dim):
@@ -100,7 +104,7 @@ def _build(pts, order, bounds, leaf):
     for p in range(n):
         for c in range(dim):
             tp[p, c] = pts[perm[p], c]
-    return perm, tp, start[:m], end[:m], left[:m], right[:m], lo[:m], hi[:m], roots
+    return perm, tp, start[:m], end[:m], left[:m], right[:m], lo[:m], hi[:m], roots, leaf_of
 
 
 # ========================================================================== queries
@@ -143,8 +147,8 @@ def _dist(tp, p, q):
 def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
     """For tree positions p0..p1-1 (query point i = perm[p]): bd[i, :k], bj[i, :k] the k
     nearest other points of its segment, ascending (distance, row)."""
-    perm, tp, start, end, left, right, lo, hi, roots = tree
-    stack = np.empty(len(start) + 1, np.int64)
+    perm, tp, start, end, left, right, lo, hi, roots, leaf_of = tree
+    stack = np.empty(len(start) + 2, np.int64)
     for p in range(p0, p1):
         i = perm[p]
         q = tp[p]
@@ -152,8 +156,11 @@ def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
         for t in range(k):
             bd[i, t] = np.inf
             bj[i, t] = -1
-        top = 0
+        own = leaf_of[p]  # scanned first: a small radius early prunes most of the tree
+        seen_own = False
+        top = 1
         stack[0] = roots[seg_of[i]]
+        stack[1] = own
         while top >= 0:
             node = stack[top]
             top -= 1
@@ -161,6 +168,10 @@ def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
                 continue
             a = left[node]
             if a < 0:
+                if node == own:  # popped first, scanned once
+                    if seen_own:
+                        continue
+                    seen_own = True
                 for u in range(start[node], end[node]):
                     j = perm[u]
                     if j == i:
@@ -187,7 +198,7 @@ def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
 @njit(cache=True, nogil=True)
 def _count_range(p0, p1, tree, seg_of, radius, strict, out):
     """out[i] = #{j != i in i's segment : d(i, j) < radius[i]} (strict[i]) or <= (else)."""
-    perm, tp, start, end, left, right, lo, hi, roots = tree
+    perm, tp, start, end, left, right, lo, hi, roots, leaf_of = tree
     stack = np.empty(len(start) + 1, np.int64)
     for p in range(p0, p1):
         i = perm[p]
@@ -223,35 +234,85 @@ def _count_range(p0, p1, tree, seg_of, radius, strict, out):
 
 
 @njit(cache=True, nogil=True)
-def _count_sorted_range(p0, p1, tree, seg_lo, seg_hi, radius, strict, out):
-    """1-D counts by binary search in the sorted segment values (same predicate)."""
-    perm, tp = tree[0], tree[1]
+def _intervals(p0, p1, perm, vals, seg_lo, seg_hi, radius, strict, first, last):
+    """For sorted positions p0..p1-1 (row i = perm[p], value vals[p] in ascending order
+    within i's segment [seg_lo[i], seg_hi[i])): the positions first[i]..last[i] of the
+    values with fl(|v - vals[p]|) < radius[i] (strict[i]) or <= (else), found by binary
+    search on that exact predicate (monotone on each side of p). Empty: first = p + 1,
+    last = p."""
     for p in range(p0, p1):
         i = perm[p]
-        v = tp[p, 0]
+        v = vals[p]
         r = radius[i]
         st = strict[i]
         if st and not r > 0.0:
-            out[i] = 0
+            first[i], last[i] = p + 1, p
             continue
-        a, b = seg_lo[i], p  # first position inside: in [a, p]
+        a, b = seg_lo[i], p
         while a < b:
             mid = (a + b) // 2
-            d = v - tp[mid, 0]
+            d = v - vals[mid]
             if (d < r) if st else (d <= r):
                 b = mid
             else:
                 a = mid + 1
-        first = a
-        a, b = p, seg_hi[i] - 1  # last position inside: in [p, hi - 1]
+        first[i] = a
+        a, b = p, seg_hi[i] - 1
         while a < b:
             mid = (a + b + 1) // 2
-            d = tp[mid, 0] - v
+            d = vals[mid] - v
             if (d < r) if st else (d <= r):
                 a = mid
             else:
                 b = mid - 1
-        out[i] = a - first  # minus the point itself
+        last[i] = a
+
+
+@njit(cache=True, nogil=True)
+def _rectangle_counts(order1, pos2, a1, b1, a2, b2, out):
+    """out[i] = #{j != i : a1[i] <= pos1[j] <= b1[i] and a2[i] <= pos2[j] <= b2[i]} (pos1
+    the inverse of order1), offline: a sweep over pos1 with a Fenwick tree over pos2,
+    each rectangle the difference of two prefix counts. O(n log n). Empty rectangles
+    (a1 > b1) give 0; every non-empty one holds i itself."""
+    n = len(order1)
+    nev = np.zeros(n + 2, np.int64)
+    for i in range(n):
+        if a1[i] <= b1[i]:
+            nev[a1[i] + 1] += 1
+            nev[b1[i] + 2] += 1
+    for p in range(1, n + 2):
+        nev[p] += nev[p - 1]
+    ev = np.empty(nev[n + 1], np.int64)  # +i: add at b1 + 1, -(i + 1): subtract at a1
+    fill = nev[:n + 1].copy()
+    for i in range(n):
+        if a1[i] <= b1[i]:
+            ev[fill[a1[i]]] = -(i + 1)
+            fill[a1[i]] += 1
+            ev[fill[b1[i] + 1]] = i
+            fill[b1[i] + 1] += 1
+    fen = np.zeros(n + 1, np.int32)
+    res = np.zeros(n, np.int64)
+    for p in range(n + 1):
+        for e in range(nev[p], nev[p + 1]):
+            code = ev[e]
+            i = code if code >= 0 else -code - 1
+            c = 0
+            x = b2[i] + 1
+            while x > 0:
+                c += fen[x]
+                x -= x & -x
+            x = a2[i]
+            while x > 0:
+                c -= fen[x]
+                x -= x & -x
+            res[i] += c if code >= 0 else -c
+        if p < n:
+            x = pos2[order1[p]] + 1
+            while x <= n:
+                fen[x] += 1
+                x += x & -x
+    for i in range(n):
+        out[i] = res[i] - 1 if a1[i] <= b1[i] else 0
 
 
 # =========================================================================== driver
@@ -321,11 +382,21 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
         strict = (r > 0) if count == "gao" else np.full(n, count == "strict")
         xs = _columns(blocks, space)
         sseg, sorder, sbounds = _segments(blocks, space, n)
-        if xs.shape[1] == 1:  # sorted values, binary search
-            perm = np.lexsort((xs[:, 0], sseg)).astype(np.int64)
-            sorted_tree = (perm, np.ascontiguousarray(xs[perm]))
-            _run(_count_sorted_range, n, threads, sorted_tree, sbounds[sseg],
-                 sbounds[sseg + 1], r, strict, counts[s])
+        if xs.shape[1] <= 2:  # sorted columns: binary search (+ a rectangle sweep in 2-D)
+            ivs = []
+            for c in range(xs.shape[1]):
+                perm = np.lexsort((xs[:, c], sseg)).astype(np.int64)
+                first, last = np.empty(n, np.int64), np.empty(n, np.int64)
+                _run(_intervals, n, threads, perm, np.ascontiguousarray(xs[perm, c]),
+                     sbounds[sseg], sbounds[sseg + 1], r, strict, first, last)
+                ivs.append((perm, first, last))
+            if len(ivs) == 1:
+                counts[s] = np.maximum(ivs[0][2] - ivs[0][1], 0)
+            else:
+                (order1, a1, b1), (order2, a2, b2) = ivs
+                pos2 = np.empty(n, np.int64)
+                pos2[order2] = np.arange(n)
+                _rectangle_counts(order1, pos2, a1, b1, a2, b2, counts[s])
         else:
             stree = _build(xs, sorder, sbounds, LEAF)
             _run(_count_range, n, threads, stree, sseg, r, strict, counts[s])
