@@ -131,14 +131,15 @@ def _drop_singletons(blocks: list[Block], k: int) -> tuple[list[Block], np.ndarr
 
 # ====================================================================== estimators
 def fp_value(blocks: list[Block], k: int, *, backend: str = "auto",
-             device: str | None = None) -> tuple[float, dict]:
-    """Frenzel-Pompe / KSG-1 (0/inf metric for discrete blocks) on [x, y(, z)] blocks."""
+             device: str | None = None, progress=None) -> tuple[float, dict]:
+    """Frenzel-Pompe / KSG-1 (0/inf metric for discrete blocks) on [x, y(, z)] blocks.
+    ``progress(done, n)``: see ``neighbors.neighbor_stats``."""
     blocks, kvec, dropped = _drop_singletons(blocks, k)
     n = len(blocks[0].values)
     cond = len(blocks) == 3
     subs = [[0, 2], [1, 2], [2]] if cond else [[0], [1]]
     st = neighbor_stats(blocks, kvec, joint=list(range(len(blocks))), subspaces=subs,
-                        count="strict", backend=backend, device=device)
+                        count="strict", backend=backend, device=device, progress=progress)
     c = st.counts
     z_term = np.mean(digamma(c[2] + 1)) if cond else digamma(n)
     value = np.mean(digamma(kvec)) - np.mean(digamma(c[0] + 1)) - np.mean(
@@ -186,6 +187,12 @@ def fp_values_by_part(blocks: list[Block], parts: list[np.ndarray], k: int, *,
         out.append(float(np.mean(digamma(kvec[sel])) - np.mean(digamma(c[0] + 1))
                          - np.mean(digamma(c[1] + 1)) + z_term))
     return out
+
+
+def _fp_fn(k: int, backend: str, device: str | None, progress, n: int):
+    """fp_value for ``_estimate``; ``progress`` only for the call on all n rows."""
+    return lambda b: fp_value(b, k, backend=backend, device=device,
+                              progress=progress if len(b[0].values) == n else None)
 
 
 def _fp_batch(k: int, backend: str, device: str | None):
@@ -267,10 +274,11 @@ def _no_or_discrete_cond(v: Variables) -> bool:
 @register_mi("ksg", supports=continuous_pair, symmetric=True, reference=f"{REF_KSG}; {REF_FP}")
 def _ksg(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
          backend: str = "auto", device: str | None = None, subsamples: int = 20,
-         groups=None) -> Estimate:
-    """KSG estimator 1 for continuous x, y; Frenzel-Pompe CMI for a cond."""
+         groups=None, progress=None) -> Estimate:
+    """KSG estimator 1 for continuous x, y; Frenzel-Pompe CMI for a cond.
+    ``progress(done, n)`` hears about the search on all rows (not the subsamples)."""
     blocks = _blocks(v, norm=norm, jitter_scale=jitter, seed=seed)
-    fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
+    fn = _fp_fn(k, backend, device, progress, v.n)
     return _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
                      params={"norm": norm, "jitter": jitter},
                      batch=_fp_batch(k, backend, device))
@@ -279,10 +287,10 @@ def _ksg(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 
 @register_mi("ross", supports=_ross_supported, symmetric=True, reference=REF_ROSS)
 def _ross(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
           backend: str = "auto", device: str | None = None, subsamples: int = 20,
-          groups=None) -> Estimate:
+          groups=None, progress=None) -> Estimate:
     """Ross (2014) kNN MI between labels and a continuous vector; conditional forms."""
     blocks = _blocks(v, norm=norm, jitter_scale=jitter, seed=seed)
-    fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
+    fn = _fp_fn(k, backend, device, progress, v.n)
     est = _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
                     params={"norm": norm, "jitter": jitter},
                     batch=_fp_batch(k, backend, device))

@@ -36,7 +36,7 @@ def _block_dist(q: torch.Tensor, x: torch.Tensor, euclid: bool) -> torch.Tensor:
 
 
 def torch_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax, *,
-                device: str | None = None, memory_mb: float = 512.0):
+                device: str | None = None, memory_mb: float = 512.0, progress=None):
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     n = len(blocks[0].values)
     cont = [b for b, blk in enumerate(blocks) if not blk.discrete]
@@ -97,5 +97,7 @@ def torch_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax, *
             else:  # gao
                 inside = torch.where((r > 0)[:, None], lt, le)
             counts[s, rows] = (inside & ok).sum(1)
+        if progress is not None:
+            progress(int(rows[-1]) + 1, n)
     return NeighborStats(eps.cpu().numpy(), counts.cpu().numpy(), kmax.cpu().numpy(),
                          nzero.cpu().numpy(), f"torch-{dev.type}")
