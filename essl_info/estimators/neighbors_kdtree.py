@@ -149,22 +149,29 @@ def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
     nearest other points of its segment, ascending (distance, row)."""
     perm, tp, start, end, left, right, lo, hi, roots, leaf_of = tree
     stack = np.empty(len(start) + 2, np.int64)
+    bound = np.empty(len(start) + 2)  # box lower bound of each stacked node
+    kmax_ = bd.shape[1]
+    topd = np.empty(kmax_)
+    topj = np.empty(kmax_, np.int64)
     for p in range(p0, p1):
         i = perm[p]
         q = tp[p]
         k = kvec[i]
         for t in range(k):
-            bd[i, t] = np.inf
-            bj[i, t] = -1
+            topd[t] = np.inf
+            topj[t] = -1
         own = leaf_of[p]  # scanned first: a small radius early prunes most of the tree
         seen_own = False
         top = 1
         stack[0] = roots[seg_of[i]]
+        bound[0] = 0.0
         stack[1] = own
+        bound[1] = 0.0
         while top >= 0:
             node = stack[top]
+            lb = bound[top]
             top -= 1
-            if _box_lower(lo, hi, node, q) > bd[i, k - 1]:
+            if lb > topd[k - 1]:
                 continue
             a = left[node]
             if a < 0:
@@ -177,22 +184,32 @@ def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
                     if j == i:
                         continue
                     d = _dist(tp, u, q)
-                    if d < bd[i, k - 1] or (d == bd[i, k - 1] and j < bj[i, k - 1]):
+                    if d < topd[k - 1] or (d == topd[k - 1] and j < topj[k - 1]):
                         t = k - 1
-                        while t > 0 and (bd[i, t - 1] > d or (bd[i, t - 1] == d
-                                                               and bj[i, t - 1] > j)):
-                            bd[i, t] = bd[i, t - 1]
-                            bj[i, t] = bj[i, t - 1]
+                        while t > 0 and (topd[t - 1] > d or (topd[t - 1] == d
+                                                             and topj[t - 1] > j)):
+                            topd[t] = topd[t - 1]
+                            topj[t] = topj[t - 1]
                             t -= 1
-                        bd[i, t] = d
-                        bj[i, t] = j
+                        topd[t] = d
+                        topj[t] = j
                 continue
             b = right[node]
-            if _box_lower(lo, hi, a, q) <= _box_lower(lo, hi, b, q):
-                a, b = b, a
-            stack[top + 1] = a  # the farther child, visited last
-            stack[top + 2] = b
-            top += 2
+            la = _box_lower(lo, hi, a, q)
+            lb_ = _box_lower(lo, hi, b, q)
+            if la <= lb_:  # the nearer child on top of the stack
+                a, b, la, lb_ = b, a, lb_, la
+            if la <= topd[k - 1]:
+                top += 1
+                stack[top] = a
+                bound[top] = la
+            if lb_ <= topd[k - 1]:
+                top += 1
+                stack[top] = b
+                bound[top] = lb_
+        for t in range(k):
+            bd[i, t] = topd[t]
+            bj[i, t] = topj[t]
 
 
 @njit(cache=True, nogil=True)
