@@ -30,12 +30,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from essl_info import estimate_mi  # noqa: E402
 from essl_info.estimators.reference import seeded_global_numpy_rng  # noqa: E402
 from essl_info.tasks import class_mixture, gaussian  # noqa: E402
+from knn_floor import floor_seconds  # noqa: E402
+
+FLOOR_NOTE = ("floor: N^2 x 2d abs-diff-max operations at the rate of the tightest float32 "
+              "tile loop, measured on one thread in the same run (benchmarks/knn_floor.py); "
+              "CPU seconds of ours (all threads, with stderr) over it.")
 
 ROUNDS = 3
 QUICK = os.environ.get("ESSL_BENCH_QUICK") == "1"  # smoke run of the harness: small N only
 KSG_CASES = [(n, d) for n in ((1_000,) if QUICK else (1_000, 10_000, 30_000))
-             for d in (2, 16, 128)]
-NPEET_SKIP = {(30_000, 128): "skipped: ~10 min (npeet scales as N^2 here: 68 s at N=1e4)"}
+             for d in (2, 16, 128)] + ([] if QUICK else [(100_000, 2), (100_000, 16)])
+NPEET_SKIP = {(30_000, 128): "skipped: ~10 min (npeet scales as N^2 here: 68 s at N=1e4)",
+              (100_000, 16): "skipped: ~10 min (npeet scales as N^2 here: 73 s at N=3e4)"}
+BIG = 100_000  # one round (not ROUNDS) from this N up
 LABEL_CASES = [(1_000, 1, 4)] if QUICK else [(10_000, 1, 4), (10_000, 128, 10)]
 
 
@@ -96,15 +103,21 @@ KSG_IMPLS = ("ours", "ours, no stderr", "npeet-plus")
 def test_ksg(benchmark, tables, n, d, impl):
     x, y = _ksg_data(n, d)
     key = (n, d)
+    rounds = 1 if n >= BIG else ROUNDS
     if impl == "ours":
-        est = _run(benchmark, lambda: estimate_mi(x, y, method="ksg"), ROUNDS)
+        est = _run(benchmark, lambda: estimate_mi(x, y, method="ksg"), rounds)
         tables.add("knn_speed", key, N=n, **{
             "d (x+y)": f"{d}+{d}", "ours [s]": seconds(benchmark),
             "ours CPU [s]": cpu_seconds(benchmark), "ours value": est.value,
             "ours stderr": est.stderr, "backend": est.params["backend"]})
+        if est.params["backend"] == "numba" and n >= 10_000:
+            floor = floor_seconds(n, 2 * d)["cpu_seconds"]
+            tables.add("knn_speed", key, **{"floor CPU [s]": floor,
+                                            "ours CPU / floor": cpu_seconds(benchmark) / floor})
+            tables.note("knn_speed", FLOOR_NOTE)
         return
     if impl == "ours, no stderr":
-        _run(benchmark, lambda: estimate_mi(x, y, method="ksg", subsamples=0), ROUNDS)
+        _run(benchmark, lambda: estimate_mi(x, y, method="ksg", subsamples=0), rounds)
         tables.add("knn_speed", key, **{"ours, no stderr [s]": seconds(benchmark)})
         return
     npeet_plus = pytest.importorskip("npeet_plus")

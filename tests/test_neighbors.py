@@ -164,3 +164,34 @@ def test_bad_specs_raise(bad, match):
 def test_mismatched_block_rows_raise():
     with pytest.raises(ValueError, match="rows"):
         neighbor_stats([Block(np.zeros((5, 1))), Block(np.zeros((6, 1)))], 1, joint=[0, 1])
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_progress_reports_every_row_once(backend):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6000, 20))
+    y = x[:, :4] + rng.standard_normal((6000, 4))
+    seen = []
+    spec = dict(blocks=[Block(x), Block(y)], joint=[0, 1], subspaces=[[0], [1]])
+    st = neighbor_stats(k=3, backend=backend, progress=lambda d, n: seen.append((d, n)),
+                        **spec)
+    assert seen and seen[-1] == (6000, 6000)
+    assert all(b[0] > a[0] for a, b in zip(seen, seen[1:]))  # increasing
+    ref = neighbor_stats(k=3, backend="numba", **spec)
+    np.testing.assert_array_equal(st.counts, ref.counts)
+
+
+def test_kdtree_2d_counts_with_strata_and_ties():
+    """the sorted-column path (binary search + rectangle sweep) with strata and ties"""
+    rng = np.random.default_rng(5)
+    x = np.round(rng.standard_normal((500, 2)) * 4) / 4  # many ties
+    y = rng.standard_normal((500, 1))
+    lab = rng.integers(0, 4, 500)
+    for count in ("strict", "closed", "gao"):
+        spec = dict(blocks=[Block(x), Block(y), Block(lab, True)], joint=[0, 1, 2],
+                    subspaces=[[0, 2], [0], [1, 2]], count=count)
+        eps, counts, _, nzero = direct(k=3, **spec)
+        st = neighbor_stats(k=3, backend="kdtree", **spec)
+        np.testing.assert_array_equal(st.eps, eps)
+        np.testing.assert_array_equal(st.counts, counts)
+        np.testing.assert_array_equal(st.nzero, nzero)

@@ -17,7 +17,7 @@ from .datasets import DATASETS, DatasetSpec, ImageDataset, load_dataset, registe
 from .rotation_world import exact_information
 from .transformations import (TRANSFORMATIONS, Transformation, all_transformed,
                               get_transformation, parse_transformations,
-                              register_transformation)
+                              register_transformation, sampled_transformed)
 
 __all__ = [
     "AUGMENT_PRESETS",
@@ -28,6 +28,7 @@ __all__ = [
     "TRANSFORMATIONS",
     "Transformation",
     "all_transformed",
+    "sampled_transformed",
     "augment",
     "color_jitter",
     "exact_information",

@@ -336,3 +336,24 @@ def all_transformed(x: Tensor, t: Transformation) -> tuple[Tensor, Tensor, Tenso
     image_index = torch.arange(n, device=x.device).repeat(k)
     x_all = (t.unchecked or t.apply)(x.repeat(k, 1, 1, 1), a)  # labels in range by construction
     return x_all, a, image_index
+
+
+def sampled_transformed(x: Tensor, t: Transformation, m: int,
+                        generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Every image of ``x`` ``(n, C, H, W)`` under ``m`` of the K labels of ``t``, drawn
+    without replacement per image from ``generator`` (on x's device), slot-major: row
+    ``j = s * n + i`` holds image ``i`` under its s-th label. ``m >= K`` is
+    :func:`all_transformed` (no draw). For label sets too large to carry whole in a
+    training batch (jigsaw4: K = 24), as the rank predictors do per epoch.
+
+    Returns ``(x_sel (n*m, C, H, W), a (n*m,) int64, image_index (n*m,) int64)``.
+    """
+    n, k = x.shape[0], t.n_classes
+    if m >= k:
+        return all_transformed(x, t)
+    keys = torch.rand(n, k, generator=generator, device=x.device)
+    labels = keys.argsort(dim=1)[:, :m]                      # (n, m) distinct labels
+    a = labels.t().reshape(-1)                               # slot-major
+    image_index = torch.arange(n, device=x.device).repeat(m)
+    x_sel = (t.unchecked or t.apply)(x.repeat(m, 1, 1, 1), a)  # labels in range
+    return x_sel, a, image_index

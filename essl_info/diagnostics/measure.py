@@ -379,7 +379,8 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                         ".npz (numpy.savez) with arrays z (N, d) float features, a (N,) int "
                         "transformation label, c (N,) int class, image_id (N,) int source "
                         "image of each row, and optionally transformation (a string naming "
-                        "A); --quantity, --method, --seed and the outputs apply")
+                        "A); --quantity, --method, --seed and the outputs apply (default: "
+                        "none, measure a checkpoint)")
 
 
 def _run_features_cli(args: argparse.Namespace):

@@ -68,7 +68,7 @@ from scipy.special import digamma
 from .resampling import subsample_stderr
 from ..types import Estimate
 from .inputs import DataWarning, Variable, Variables, warn_ties
-from .neighbors import NORMS, Block, joint_strata, neighbor_stats
+from .neighbors import NORMS, Block, choose_backend, joint_strata, neighbor_stats
 from .registry import (HIGH_DIM, add_auto_rule, continuous_pair, register_entropy,
                        register_mi)
 
@@ -152,20 +152,81 @@ def _drop_singletons(blocks: list[Block], k: int) -> tuple[list[Block], np.ndarr
 
 # ====================================================================== estimators
 def fp_value(blocks: list[Block], k: int, *, backend: str = "auto",
-             device: str | None = None) -> tuple[float, dict]:
-    """Frenzel-Pompe / KSG-1 (0/inf metric for discrete blocks) on [x, y(, z)] blocks."""
+             device: str | None = None, progress=None) -> tuple[float, dict]:
+    """Frenzel-Pompe / KSG-1 (0/inf metric for discrete blocks) on [x, y(, z)] blocks.
+    ``progress(done, n)``: see ``neighbors.neighbor_stats``."""
     blocks, kvec, dropped = _drop_singletons(blocks, k)
     n = len(blocks[0].values)
     cond = len(blocks) == 3
     subs = [[0, 2], [1, 2], [2]] if cond else [[0], [1]]
     st = neighbor_stats(blocks, kvec, joint=list(range(len(blocks))), subspaces=subs,
-                        count="strict", backend=backend, device=device)
+                        count="strict", backend=backend, device=device, progress=progress)
     c = st.counts
     z_term = np.mean(digamma(c[2] + 1)) if cond else digamma(n)
     value = np.mean(digamma(kvec)) - np.mean(digamma(c[0] + 1)) - np.mean(
         digamma(c[1] + 1)) + z_term
     return float(value), {"backend": st.backend, "dropped": dropped,
                           "k_reduced": int((kvec < k).sum())}
+
+
+def fp_values_by_part(blocks: list[Block], parts: list[np.ndarray], k: int, *,
+                      backend: str = "auto", device: str | None = None
+                      ) -> list[float | None]:
+    """``fp_value`` on each of the disjoint row sets ``parts`` (sorted rows), bit for bit,
+    in one neighbour search: the part is one more discrete block of the joint and of
+    every subspace, so no neighbour crosses parts. None where ``fp_value`` would raise
+    (a part whose label combinations all occur once)."""
+    n_all = len(blocks[0].values)
+    label = np.full(n_all, -1, np.int64)
+    for p, rows in enumerate(parts):
+        label[rows] = p
+    rows_all = np.flatnonzero(label >= 0)
+    pb = len(blocks)
+    full = [b.take(rows_all) for b in blocks] + [Block(label[rows_all], True)]
+    strata = joint_strata(full, range(len(full)))
+    sizes = np.bincount(strata)[strata]
+    part = full[pb].values
+    kept = np.bincount(part[sizes >= 2], minlength=len(parts))
+    good = kept[part] >= 2
+    keep = (sizes >= 2) & good
+    full = [b.take(np.flatnonzero(keep)) for b in full]
+    kvec = np.minimum(k, sizes[keep] - 1)
+    part = part[keep]
+    cond = pb == 3
+    subs = [[0, 2, pb], [1, 2, pb], [2, pb]] if cond else [[0, pb], [1, pb]]
+    st = neighbor_stats(full, kvec, joint=list(range(len(full))), subspaces=subs,
+                        count="strict", backend=backend, device=device)
+    members = np.argsort(part, kind="stable")
+    splits = np.split(members, np.cumsum(np.bincount(part, minlength=len(parts)))[:-1])
+    out: list[float | None] = []
+    for p, sel in enumerate(splits):
+        if kept[p] < 2:
+            out.append(None)
+            continue
+        c = st.counts[:, sel]
+        z_term = np.mean(digamma(c[2] + 1)) if cond else digamma(len(sel))
+        out.append(float(np.mean(digamma(kvec[sel])) - np.mean(digamma(c[0] + 1))
+                         - np.mean(digamma(c[1] + 1)) + z_term))
+    return out
+
+
+def _fp_fn(k: int, backend: str, device: str | None, progress, n: int):
+    """fp_value for ``_estimate``; ``progress`` only for the call on all n rows."""
+    return lambda b: fp_value(b, k, backend=backend, device=device,
+                              progress=progress if len(b[0].values) == n else None)
+
+
+def _fp_batch(k: int, backend: str, device: str | None):
+    """Subsample batches for ``_estimate`` when the search runs on the kd-tree (whose
+    cost is ~ n log n, so one pass over a partition beats B separate calls)."""
+    def batch(blocks: list[Block]):
+        n = len(blocks[0].values)
+        joint = list(range(len(blocks)))
+        if backend == "kdtree" or (backend == "auto"
+                                   and choose_backend(blocks, joint, n) == "kdtree"):
+            return lambda parts: fp_values_by_part(blocks, parts, k, backend="kdtree")
+        return None
+    return batch
 
 
 def ksg2_value(blocks: list[Block], k: int, *, backend: str = "auto",
@@ -199,14 +260,16 @@ def kl_value(block: Block, k: int, *, backend: str = "auto",
 
 
 def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, subsamples: int,
-              groups, params: dict) -> Estimate:
-    """Run ``value_fn`` on all rows and on subsamples (stderr); package an Estimate."""
+              groups, params: dict, batch=None) -> Estimate:
+    """Run ``value_fn`` on all rows and on subsamples (stderr); package an Estimate.
+    ``batch(blocks)``: optional, a ``batch_stat`` for ``subsample_stderr`` or None."""
     value, info = value_fn(blocks)
     # small subsamples run the kernel on one thread each, several subsamples at a time
     sub = subsample_stderr(lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n,
                            groups=groups, subsamples=subsamples, min_rows=2 * k + 2,
                            seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]),
-                           workers=numba.config.NUMBA_NUM_THREADS)
+                           workers=numba.config.NUMBA_NUM_THREADS,
+                           batch_stat=batch(blocks) if batch is not None else None)
     if info.get("dropped"):
         warnings.warn(f"{info['dropped']} point(s) left out: their label combination (or "
                       "stratum of cond) has too few rows to find neighbours in",
@@ -232,23 +295,26 @@ def _no_or_discrete_cond(v: Variables) -> bool:
 @register_mi("ksg", supports=continuous_pair, symmetric=True, reference=f"{REF_KSG}; {REF_FP}")
 def _ksg(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
          backend: str = "auto", device: str | None = None, subsamples: int = 20,
-         groups=None, standardize: bool = True) -> Estimate:
-    """KSG estimator 1 for continuous x, y; Frenzel-Pompe CMI for a cond."""
+         groups=None, standardize: bool = True, progress=None) -> Estimate:
+    """KSG estimator 1 for continuous x, y; Frenzel-Pompe CMI for a cond.
+    ``progress(done, n)`` hears about the search on all rows (not the subsamples)."""
     blocks = _blocks(v, norm=norm, jitter_scale=jitter, seed=seed, standardize=standardize)
-    fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
+    fn = _fp_fn(k, backend, device, progress, v.n)
     return _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
-                     params={"norm": norm, "jitter": jitter, "standardize": standardize})
+                     params={"norm": norm, "jitter": jitter, "standardize": standardize},
+                     batch=_fp_batch(k, backend, device))
 
 
 @register_mi("ross", supports=_ross_supported, symmetric=True, reference=REF_ROSS)
 def _ross(v: Variables, *, k: int, seed: int, norm: str = "max", jitter: float = 1e-10,
           backend: str = "auto", device: str | None = None, subsamples: int = 20,
-          groups=None, standardize: bool = True) -> Estimate:
+          groups=None, standardize: bool = True, progress=None) -> Estimate:
     """Ross (2014) kNN MI between labels and a continuous vector; conditional forms."""
     blocks = _blocks(v, norm=norm, jitter_scale=jitter, seed=seed, standardize=standardize)
-    fn = lambda b: fp_value(b, k, backend=backend, device=device)  # noqa: E731
+    fn = _fp_fn(k, backend, device, progress, v.n)
     est = _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
-                    params={"norm": norm, "jitter": jitter, "standardize": standardize})
+                    params={"norm": norm, "jitter": jitter, "standardize": standardize},
+                    batch=_fp_batch(k, backend, device))
     if v.cond is None:  # the estimate cannot exceed psi(N) - <psi(N_label)> ~ H(label)
         lab = v.x if v.x.discrete else v.y
         counts = np.bincount(lab.codes)

@@ -150,6 +150,7 @@ def neighbor_stats(
     want_kmax: bool = False,
     backend: str = "auto",
     device: str | None = None,
+    progress=None,
 ) -> NeighborStats:
     """Radii and radius counts for every point (see the module docstring).
 
@@ -162,6 +163,8 @@ def neighbor_stats(
     count       : "strict", "closed" or "gao" (see module docstring)
     want_kmax   : also return ``kmax`` (implied by a block in ``radius_from``)
     backend     : "auto", "kdtree", "numba" or "torch"; ``device`` for torch ("cpu", "cuda")
+    progress    : optional ``progress(done, n)``, called as query rows finish on the
+                  brute-force backends (numba, torch), whose calls can last minutes
     """
     if count not in COUNT_MODES:
         raise ValueError(f"count must be one of {sorted(COUNT_MODES)}, got {count!r}")
@@ -185,11 +188,11 @@ def neighbor_stats(
 
         st = kdtree_stats(*args)
     elif backend == "numba":
-        st = _numba_stats(*args)
+        st = _numba_stats(*args, progress=progress)
     else:
         from .neighbors_torch import torch_stats
 
-        st = torch_stats(*args, device=device)
+        st = torch_stats(*args, device=device, progress=progress)
     if len(searched) == len(subspaces):
         return st
     counts = np.zeros((len(subspaces), n), np.int64)
@@ -229,7 +232,8 @@ def _flags(space: Sequence[int], idx: dict[int, int], size: int) -> np.ndarray:
     return f
 
 
-def _numba_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax):
+def _numba_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
+                 progress=None):
     from . import neighbors_numba as nk
 
     n = len(blocks[0].values)
@@ -255,7 +259,7 @@ def _numba_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax):
     eps, counts, kmax_c, nzero = nk.brute_stats(
         xt32, x64, starts, euclid, delta, codes, _flags(joint, cidx, len(cont)),
         _flags(joint, didx, len(disc)), sub_c, sub_d, rsrc, kvec, COUNT_MODES[count],
-        want_kmax)
+        want_kmax, progress=progress)
     kmax = np.zeros((len(blocks), n))
     for b, t in cidx.items():
         kmax[b] = kmax_c[t]

@@ -23,7 +23,7 @@ all-float64 computation. DESIGN §9 has the measurements behind this design.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numba
 import numpy as np
@@ -330,7 +330,7 @@ def _stats_blocks(qb0, qb1, xt32, x64, starts, euclid, dj, ds, codes, joint_c, j
 
 
 def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c, sub_d,
-                radius_src, kvec, count_mode, want_kmax, threads=None):
+                radius_src, kvec, count_mode, want_kmax, threads=None, progress=None):
     """Neighbour statistics of every point; see ``neighbors.neighbor_stats`` for the meaning.
 
     xt32 (D, n) float32 centred data, transposed; x64 (n, D) float64 (exact recheck);
@@ -348,6 +348,13 @@ def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c
     own ``prange`` under the OpenMP layer spin-waits between calls, which cost ~35 ms of
     CPU per call on a shared 2-core machine and dominated the many small calls of
     subsampling.) Results do not depend on the number of threads.
+
+    ``progress(done, n)``: optional, called from the calling thread as ranges of query
+    rows finish (done = rows finished so far), for calls that run for minutes.
+
+    Memory: besides the inputs (x64 8 n D bytes, xt32 4 n D), each thread holds one
+    query block's float32 distance rows and scan buffers, n (64 nb + 24) bytes (15 MB per
+    thread at n = 100,000 and two blocks): linear in n, never n^2.
     """
     n = x64.shape[0]
     nb, ns = len(starts) - 1, sub_c.shape[0]
@@ -369,10 +376,21 @@ def brute_stats(xt32, x64, starts, euclid, delta, codes, joint_c, joint_d, sub_c
     else:
         # 8 ranges per thread, handed out as threads free up: balanced even when another
         # process takes one of the cores for a while
-        parts = min(nqb, 8 * threads)
+        parts = min(nqb, max(8 * threads, n // 2048))
         bounds = np.linspace(0, nqb, parts + 1).astype(np.int64)
-        list(_executor(threads).map(lambda t: _stats_blocks(bounds[t], bounds[t + 1], *args),
-                                    range(parts)))
+        pool = _executor(threads)
+        futures = {pool.submit(_stats_blocks, bounds[t], bounds[t + 1], *args): t
+                   for t in range(parts)}
+        done = 0
+        for f in as_completed(futures):
+            f.result()
+            t = futures[f]
+            done += min(bounds[t + 1] * _QB, n) - bounds[t] * _QB
+            if progress is not None:
+                progress(int(done), n)
+        return eps, counts, kmax, nzero
+    if progress is not None:
+        progress(n, n)
     return eps, counts, kmax, nzero
 
 

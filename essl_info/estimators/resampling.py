@@ -90,6 +90,7 @@ def subsample_stderr(
     max_blocks: int = 10,
     seed: int = 0,
     workers: int = 1,
+    batch_stat: Callable[[list[np.ndarray]], list[float | None]] | None = None,
 ) -> Subsampling:
     """Standard error of ``stat(all rows)`` by subsampling without replacement.
 
@@ -103,6 +104,9 @@ def subsample_stderr(
     seed       : seeds the random partitions
     workers    : evaluate the subsamples in this many threads (``stat`` must be thread-safe
                  and should release the GIL, as the compiled kNN kernels do)
+    batch_stat : optional; the disjoint subsets of one partition -> their values (None for
+                 a degenerate one), equal to ``stat`` on each: lets an estimator share the
+                 work of a partition (one pass over all rows instead of B small calls)
     """
     if isinstance(subsamples, bool) or not isinstance(subsamples, (int, np.integer)) \
             or subsamples < 0:
@@ -116,13 +120,15 @@ def subsample_stderr(
         return Subsampling(None, np.zeros(0), 0.0, 0,
                            f"too few rows ({n}) or groups ({len(units)}) to subsample")
     rng = np.random.default_rng(seed)
-    subsets = []
+    partitions = []
     for _ in range(math.ceil(subsamples / n_blocks)):
         perm = rng.permutation(len(units))
+        partitions.append([])
         for part in np.array_split(perm, n_blocks):
             rows = part if groups is None else np.concatenate([members[u] for u in part])
             if len(rows) >= min_rows:
-                subsets.append(np.sort(rows))
+                partitions[-1].append(np.sort(rows))
+    subsets = [rows for part in partitions for rows in part]
 
     def safe(rows: np.ndarray) -> float | None:
         try:
@@ -130,7 +136,9 @@ def subsample_stderr(
         except ValueError:  # a degenerate subsample (e.g. one class only): skip it
             return None
 
-    if workers > 1:  # results in subset order, so the same for any number of workers
+    if batch_stat is not None:
+        results = [v for part in partitions if part for v in batch_stat(part)]
+    elif workers > 1:  # results in subset order, so the same for any number of workers
         with ThreadPoolExecutor(workers, thread_name_prefix="essl-subsample") as pool:
             results = list(pool.map(safe, subsets))
     else:

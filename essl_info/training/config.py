@@ -48,6 +48,8 @@ class TrainConfig:
     class_weight: float = 1.0
     order_weight: float = 0.0         # order-preserving loss on scale-valued transforms
     order_margin: float = 0.1
+    label_sample_above: int = 8       # K above which each image carries a sample of labels
+    labels_per_image: int = 4         # ... of this many, drawn afresh every step
     # model
     backbone: str | None = None
     width: int | None = None
@@ -159,7 +161,7 @@ def _validate(cfg: TrainConfig) -> None:
          f"class_info {cfg.class_info!r} acts through the transformation branch: it needs "
          f"lambda > 0")
     for name in ("epochs", "batch_size", "image_size", "trans_size", "knn_k", "log_every",
-                 "seed"):
+                 "seed", "label_sample_above", "labels_per_image"):
         v = getattr(cfg, name)
         lo = 0 if name in ("epochs", "seed") else 1
         need(isinstance(v, int) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
@@ -247,6 +249,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trans-size", type=int, default=None,
                    help="crop size of the transformation branch "
                         + _recipe_default("trans_size"))
+    g.add_argument("--label-sample-above", type=int, default=d.label_sample_above,
+                   help="transformations with more labels than this carry a fresh sample "
+                        "of --labels-per-image labels per image and step")
+    g.add_argument("--labels-per-image", type=int, default=d.labels_per_image,
+                   help="labels each image carries per step when its transformation has "
+                        "more than --label-sample-above")
     g.add_argument("--class-info", choices=CLASS_INFO, default=d.class_info,
                    help="add class information to the features or eliminate it "
                         "(gradient reversal)")
@@ -371,6 +379,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         view_aug=args.view_aug, base_aug=args.base_aug, trans_size=args.trans_size,
         class_info=args.class_info, class_weight=args.class_weight,
         order_weight=args.order_weight, order_margin=args.order_margin,
+        label_sample_above=args.label_sample_above, labels_per_image=args.labels_per_image,
         backbone=args.backbone, width=args.width, proj_dims=proj, pred_dim=args.pred_dim,
         head_width=args.head_width, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum,

@@ -37,7 +37,7 @@ from .. import __version__
 from ..models.checkpoint import (SCHEMA_VERSION, load_checkpoint, load_weights,
                                  save_checkpoint, utc_now)
 from ..output_paths import check_output_dir
-from ..data import Transformation, all_transformed, load_dataset, parse_transformations
+from ..data import Transformation, load_dataset, parse_transformations, sampled_transformed
 from ..data.augment import augment
 from ..errors import EsslInfoError
 from .losses import SSL_LOSSES, class_ce, order_loss, transformation_ce
@@ -80,6 +80,15 @@ def term_weight(name: str, cfg: TrainConfig) -> float:
 
 
 # ======================================================================= the training step
+def labels_per_image(t: Transformation, cfg: TrainConfig) -> int:
+    """Copies of each image the transformation branch carries per step: all K labels up
+    to ``cfg.label_sample_above``, else ``cfg.labels_per_image`` drawn afresh (the order
+    loss of a scale-valued transformation needs every strength, so it keeps all K)."""
+    keep_all = t.n_classes <= cfg.label_sample_above or (cfg.order_weight > 0
+                                                         and t.scale_valued)
+    return t.n_classes if keep_all else min(cfg.labels_per_image, t.n_classes)
+
+
 def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                   transforms: list[Transformation], cfg: TrainConfig, rt: Runtime,
                   g: torch.Generator, lr: float) -> dict[str, torch.Tensor]:
@@ -89,12 +98,13 @@ def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Ten
     for group in opt.param_groups:
         group["lr"] = lr
     # 1. inputs: two SSL views; one smaller crop carrying all K copies per transformation
+    #    (a fresh draw of cfg.labels_per_image of them when K > cfg.label_sample_above)
     views = [rt.to_input(augment(x, cfg.view_aug, generator=g)) for _ in range(2)] \
         if cfg.ssl != "none" else []
     crop = augment(x, cfg.base_aug, generator=g, out_size=cfg.trans_size)
     trans_inputs, trans_labels = {}, {}
     for t in transforms:
-        x_all, a, _ = all_transformed(crop, t)              # (B*K, C, s, s), label-major
+        x_all, a, _ = sampled_transformed(crop, t, labels_per_image(t, cfg), g)  # (B*m, ...)
         trans_inputs[t.name], trans_labels[t.name] = rt.to_input(x_all), a
     # 2. forward (one call, so DDP sees it)
     trans_grad = cfg.ssl == "none" or cfg.lam > 0
@@ -115,7 +125,8 @@ def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Ten
                                                   torch.tensor(t.strengths), cfg.order_margin)
     if out["class_logits"] is not None:
         terms["class"] = class_ce(out["class_logits"],
-                                  torch.cat([y.repeat(t.n_classes) for t in transforms]))
+                                  torch.cat([y.repeat(len(trans_labels[t.name]) // len(y))
+                                             for t in transforms]))
     terms["probe"] = class_ce(out["probe_logits"], y)
     # 4. weighted sum, backward, step
     loss = sum(term_weight(k, cfg) * v for k, v in terms.items())

@@ -1,0 +1,60 @@
+"""Shared-work paths of the kNN estimators give the values of the one-at-a-time paths,
+bit for bit: subsample partitions searched in one pass (``fp_values_by_part``)."""
+
+import numpy as np
+import pytest
+
+from essl_info.estimators.knn import fp_value, fp_values_by_part
+from essl_info.estimators.neighbors import Block
+from essl_info.estimators.resampling import subsample_stderr
+
+
+def _case(name, n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 2))
+    y = x[:, :1] + rng.standard_normal((n, 1))
+    z = rng.standard_normal((n, 1))
+    lab = rng.integers(0, 3, n)
+    rare = np.where(rng.random(n) < 0.01, 3 + np.arange(n) % 5, lab)  # near-singletons
+    return {
+        "ksg": [Block(x), Block(y)],
+        "fp": [Block(x), Block(y), Block(z)],
+        "fp-discrete-cond": [Block(x), Block(y), Block(lab, True)],
+        "ross": [Block(rare, True), Block(x)],
+        "labels-given-z": [Block(lab, True), Block(rare, True), Block(np.hstack([z, y]))],
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["ksg", "fp", "fp-discrete-cond", "ross", "labels-given-z"])
+def test_parts_equal_separate_calls(name):
+    blocks = _case(name)
+    n = len(blocks[0].values)
+    perm = np.random.default_rng(1).permutation(n)
+    parts = [np.sort(p) for p in np.array_split(perm, 7)]
+    batched = fp_values_by_part(blocks, parts, 3)
+    for rows, got in zip(parts, batched):
+        want = fp_value([b.take(rows) for b in blocks], 3, backend="numba")[0]
+        assert got == want
+
+
+def test_degenerate_part_is_skipped_like_a_failing_call():
+    x = np.random.default_rng(0).standard_normal((40, 1))
+    lab = np.arange(40)  # every label once in the small part: no neighbours
+    lab[20:] = np.arange(20) % 2
+    blocks = [Block(lab, True), Block(x)]
+    parts = [np.arange(20), np.arange(20, 40)]
+    with pytest.raises(ValueError):
+        fp_value([b.take(parts[0]) for b in blocks], 3)
+    got = fp_values_by_part(blocks, parts, 3)
+    assert got[0] is None
+    assert got[1] == fp_value([b.take(parts[1]) for b in blocks], 3)[0]
+
+
+def test_subsample_stderr_batched_equals_unbatched():
+    blocks = _case("ksg", n=2000)
+    stat = lambda rows: fp_value([b.take(rows) for b in blocks], 3)[0]  # noqa: E731
+    batch = lambda parts: fp_values_by_part(blocks, parts, 3)  # noqa: E731
+    a = subsample_stderr(stat, 2000, seed=5)
+    b = subsample_stderr(stat, 2000, seed=5, batch_stat=batch)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.stderr == b.stderr
