@@ -86,7 +86,8 @@ def estimate_mi_batch(xs: Sequence, ys: Sequence, conds: Sequence | None = None,
             out[b] = Estimate(float(value), None, n=v.n, method=method,
                               quantity="I(X;Y|Z)" if v.cond is not None else "I(X;Y)",
                               params={"k": k, "seed": seed, "backend": st.backend,
-                                      "norm": norm, "jitter": jitter, "batch": len(xs)},
+                                      "norm": norm, "jitter": jitter,
+                                      "standardize": standardize, "batch": len(xs)},
                               diagnostics={"dropped": dropped})
     return out
 
