@@ -28,7 +28,7 @@ from .registry import (
 )
 
 # Modules that register methods on import, in the order their auto rules should apply.
-_METHOD_MODULES = ("discrete", "knn", "reference", "probe", "neural")
+_METHOD_MODULES = ("discrete", "knn", "reference", "probe", "neural", "auto")
 for _mod in _METHOD_MODULES:
     try:
         importlib.import_module(f"{__name__}.{_mod}")
@@ -101,10 +101,13 @@ def estimate_mi(
     v = prepare_variables(x, y, cond, x_discrete=x_discrete, y_discrete=y_discrete,
                           cond_discrete=cond_discrete)
     diagnostics_extra = {}
+    rule = None
     if method == "auto":
         rule = choose_method(v)
         method = rule.method
         diagnostics_extra = {"auto": True, "auto_reason": rule.reason}
+        if rule.evidence is not None:
+            diagnostics_extra["auto_evidence"] = rule.evidence(v)
     if method not in MI_METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(MI_METHODS)} "
                          "or 'auto'")
@@ -119,6 +122,10 @@ def estimate_mi(
         check_k(v.n, k)
     _check_params(spec, params)
     est = spec.fn(v, k=k, seed=seed, **params)
+    if rule is not None and rule.second is not None:
+        other = MI_METHODS[rule.second].fn(v, k=k, seed=seed)
+        diagnostics_extra["second_opinion"] = {"method": rule.second, "value": other.value,
+                                               "stderr": other.stderr}
     return est.with_(
         method=method,
         quantity=quantity or _default_quantity(v),
