@@ -18,9 +18,11 @@ spread (``resampling.combine_seeds``; both parts in ``diagnostics``). Protocol (
    training rows; after 10, 25, 50 and every ``eval_every`` steps each member's bound is
    computed on its validation rows and its best critic kept; a member stops after
    ``patience`` evaluations without improvement (early stopping) or at ``max_steps``.
-3. Each member's test rows, in a seeded random order, are cut into batches of
-   ``eval_batch`` rows; its value is the mean of the bound over those batches, its sampling
-   stderr their standard deviation / sqrt(#batches) (disjoint batches, independent).
+3. Each member's test rows, in a seeded random order, are cut into disjoint batches of
+   ``eval_batch`` rows, five times (``EVAL_PARTITIONS``); its value is the mean of the bound
+   over all those batches, its sampling stderr the standard deviation of the bound over
+   the batches / sqrt(#batches in one partition) (the variance of a mean over disjoint,
+   independent batches, with the batch variance pooled over the partitions).
 
 Divergence is never reported as a number: a member whose training bound becomes non-finite,
 or whose held-out bound is non-finite or below ``-runaway`` nats (a constant critic scores 0,
@@ -58,6 +60,7 @@ from .resampling import combine_seeds
 # a critic can overfit within the first epochs, and its held-out bound then turns negative
 EARLY_EVALS = frozenset({10, 25, 50})
 LR_SHRINK = 4.0  # a diverged fit is refitted with lr / LR_SHRINK
+EVAL_PARTITIONS = 5  # random partitions of the test rows into batches (value: their mean)
 
 
 @dataclass(frozen=True)
@@ -234,17 +237,21 @@ def _fit_ensemble(x: torch.Tensor, y: torch.Tensor, splits: list[_Split], cfg: C
         for s in range(s_count):
             for p, saved in zip(params, best_state[s]):
                 p[s] = saved
-    test_b = [_batches(sp.test, eval_batch, np.random.default_rng([*sp.seed, 16]))
-              for sp in splits]
-    n_test = min(len(b) for b in test_b)
-    per_batch = _bound_on(critic, x, y, [b[:n_test] for b in test_b], spec, bopts, dev)
+    per_batch = []  # EVAL_PARTITIONS random partitions of each member's test rows
+    for r in range(EVAL_PARTITIONS):
+        test_b = [_batches(sp.test, eval_batch, np.random.default_rng([*sp.seed, 16, r]))
+                  for sp in splits]
+        n_test = min(len(b) for b in test_b)
+        per_batch.append(_bound_on(critic, x, y, [b[:n_test] for b in test_b], spec, bopts,
+                                   dev))
+    per_batch = np.stack(per_batch, axis=1)  # (S, EVAL_PARTITIONS, #batches)
     fits = []
     for s in range(s_count):
         steps = stop_step[s] or step
         if failure[s]:
             fits.append(_Fit(None, steps, best_step[s], best_val[s], failure[s]))
             continue
-        pb = per_batch[s]
+        pb = per_batch[s]  # (EVAL_PARTITIONS, #batches)
         value = float(pb.mean()) if np.all(np.isfinite(pb)) else math.nan
         if not math.isfinite(value):
             why = "its held-out bound is not finite"
@@ -324,8 +331,11 @@ def _critic_mi(v: Variables, *, bound: str, seed: int, groups, dev: torch.device
             f"{fits[s].failure}; try copula=True, method='infonce' or a smaller lr")
 
     values = [float(f.per_batch.mean()) for f in fits]
-    ses = [float(f.per_batch.std(ddof=1) / math.sqrt(len(f.per_batch)))
-           if len(f.per_batch) > 1 else 0.0 for f in fits]
+    # the value of a fixed critic is the mean of the bound over its test rows cut into
+    # disjoint batches: Var = Var(batch) / #batches; Var(batch) is pooled over the
+    # partitions (with 2-5 batches per partition one partition alone gives 1-4 df)
+    ses = [float(f.per_batch.std(ddof=1) / math.sqrt(f.per_batch.shape[1]))
+           if f.per_batch.size > 1 else 0.0 for f in fits]
     ens = combine_seeds(values, ses)
     value = ens.value
     sp0 = splits[0]
@@ -333,7 +343,7 @@ def _critic_mi(v: Variables, *, bound: str, seed: int, groups, dev: torch.device
                    "steps": [f.steps for f in fits], "best_step": [f.best_step for f in fits],
                    "val_bound": [f.val_bound for f in fits], "lr_used": lrs,
                    "retries": retries, "n_train": len(sp0.train), "n_val": len(sp0.val),
-                   "n_test": len(sp0.test), "n_test_batches": len(fits[0].per_batch),
+                   "n_test": len(sp0.test), "n_test_batches": int(fits[0].per_batch.shape[1]),
                    "train_seconds": time.perf_counter() - t0}
     if bound == "infonce":
         ceiling = infonce_ceiling(eval_batch)
@@ -347,7 +357,7 @@ def _critic_mi(v: Variables, *, bound: str, seed: int, groups, dev: torch.device
                        f": {len(sp0.train)}/{len(sp0.val)}/{len(sp0.test)} rows",
               "value_method": f"mean of {cfg.n_seeds} fits (seeds differ in split, "
                               "initialisation and minibatch order)",
-              "stderr_method": "held-out sampling (std over disjoint test batches / sqrt(#), "
+              "stderr_method": "held-out sampling (std over test batches / sqrt(# per partition), "
                                "rms over fits) ⊕ between-fit (t-inflated), combine_seeds"}
     for name in ("tau", "momentum"):
         if name not in spec.options:
