@@ -25,8 +25,11 @@ spread (``resampling.combine_seeds``; both parts in ``diagnostics``). Protocol (
    independent batches, with the batch variance pooled over the partitions).
 
 Divergence is never reported as a number: a member whose training bound becomes non-finite,
-or whose held-out bound is non-finite or below ``-runaway`` nats (a constant critic scores 0,
-so this critic is far worse than none: its scores ran away on held-out rows), is refitted
+or whose held-out bound is non-finite, below ``-runaway`` nats (a constant critic scores 0,
+so this critic is far worse than none: its scores ran away on held-out rows) or above
+log(n) nats (no estimator can certify more from n rows, McAllester & Stratos 2020, AISTATS,
+"Formal limitations on the measurement of mutual information"; SMILE's clip bounds only
+the partition term, so its value runs away upwards when the positive scores do), is refitted
 with the learning rate divided by 4, at most ``max_retries`` times; then a ``ValueError``
 names what happened. Retries are in ``diagnostics["retries"]``.
 
@@ -245,6 +248,7 @@ def _fit_ensemble(x: torch.Tensor, y: torch.Tensor, splits: list[_Split], cfg: C
         per_batch.append(_bound_on(critic, x, y, [b[:n_test] for b in test_b], spec, bopts,
                                    dev))
     per_batch = np.stack(per_batch, axis=1)  # (S, EVAL_PARTITIONS, #batches)
+    ceiling = math.log(len(x))
     fits = []
     for s in range(s_count):
         steps = stop_step[s] or step
@@ -258,6 +262,10 @@ def _fit_ensemble(x: torch.Tensor, y: torch.Tensor, splits: list[_Split], cfg: C
         elif value < -cfg.runaway:
             why = (f"its held-out bound is {value:.3g} nats, below -{cfg.runaway:g} (a "
                    "constant critic scores 0): the critic's scores run away on held-out rows")
+        elif value > ceiling:
+            why = (f"its held-out bound is {value:.3g} nats, above log(n) = {ceiling:.3g}, "
+                   "more than n rows can certify (McAllester & Stratos 2020): the critic's "
+                   "scores on the positive pairs run away")
         else:
             fits.append(_Fit(pb, steps, best_step[s], best_val[s]))
             continue
