@@ -14,6 +14,8 @@ from essl_info.diagnostics.features import Features
 from essl_info.diagnostics.quantities import QUANTITIES, Context, disagreements, estimate_quantities
 from essl_info.types import Estimate
 
+from essl_info.diagnostics.measure import MIN_IMAGES as MIN
+
 LOG2, LOG4 = math.log(2), math.log(4)
 
 
@@ -78,7 +80,7 @@ def test_probe_recovers_closed_forms_on_a_collider():
 
 
 def test_collapsed_features_give_zero_information_and_a_flag():
-    rep = measure(collapsed_checkpoint(), n_images=60, seed=0)
+    rep = measure(collapsed_checkpoint(), n_images=MIN, seed=0)
     for e in rep.estimates:
         assert abs(e.value) <= 0.03 + 3 * e.stderr, (e.quantity, e.method, e.value)
     kinds = [f["kind"] for f in rep.extra["flags"]]
@@ -87,22 +89,22 @@ def test_collapsed_features_give_zero_information_and_a_flag():
 
 def test_diverged_model_is_a_data_error():
     with pytest.raises(DataError, match="features contain NaN"):
-        measure(diverged_checkpoint(), n_images=20)
+        measure(diverged_checkpoint(), n_images=MIN)
 
 
 def test_methods_and_quantity_selection():
     rep = measure(tiny_checkpoint(), quantities=["I(A;Z)", "I(A;C)"], method="probe",
-                  n_images=40, layer="projector")
+                  n_images=MIN, layer="projector")
     assert sorted((e.quantity, e.method) for e in rep.estimates) == [
         ("I(A;C)", "plugin"), ("I(A;Z)", "probe")]
     assert rep.estimates[1].params["layer"] == "projector"
-    rep = measure(tiny_checkpoint(), quantities=["I(C;Z)"], method="knn", n_images=40)
+    rep = measure(tiny_checkpoint(), quantities=["I(C;Z)"], method="knn", n_images=MIN)
     assert [(e.quantity, e.method) for e in rep.estimates] == [("I(C;Z)", "ross")]
     assert rep.estimates[0].params["pca_dims"] <= 10
 
 
 def test_same_seed_same_numbers_and_global_rngs_untouched():
-    kw = dict(quantities=["I(A;C|Z)"], n_images=40, seed=3)
+    kw = dict(quantities=["I(A;C|Z)"], n_images=MIN, seed=3)
     torch_state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
     a, b = measure(tiny_checkpoint(), **kw), measure(tiny_checkpoint(), **kw)
     assert [e.value for e in a.estimates] == [e.value for e in b.estimates]
@@ -114,13 +116,13 @@ def test_same_seed_same_numbers_and_global_rngs_untouched():
     ({"quantities": ["I(Z;Z)"]}, "unknown quantity 'I\\(Z;Z\\)'"),
     ({"method": "magic"}, "method must be one of"),
     ({"layer": "head"}, "layer must be one of"),
-    ({"n_images": 1}, "n_images must be at least 2"),
+    ({"n_images": 10}, "n_images=10 is too few: measure needs at least"),
     ({"transformations": "spin"}, "unknown transformation 'spin'"),
     ({"device": "gpu"}, "device must be 'cpu', 'cuda' or 'auto'"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        measure(tiny_checkpoint(), **{"n_images": 20, **kwargs})
+        measure(tiny_checkpoint(), **{"n_images": MIN, **kwargs})
 
 
 def test_disagreement_flags():
@@ -134,3 +136,53 @@ def test_disagreement_flags():
     flags = disagreements([est(0.6, 0.02, "probe"), est(1.0, 0.03, "ross")])
     assert "logistic probe" in flags[0]["message"]
     assert disagreements([est(1.0, 0.1, "probe"), est(0.9, 0.1, "ross")]) == []
+
+
+def test_probe_error_bars_include_the_spread_over_fit_seeds(tiny_report):
+    """Each probe quantity is the mean of PROBE_SEEDS fits; its stderr adds the row-sampling
+    error and the (t-inflated) between-seed error, both reported."""
+    from essl_info.diagnostics.quantities import PROBE_SEEDS
+    from essl_info.estimators.resampling import combine_seeds
+
+    for q in ("I(A;Z)", "I(C;Z)", "I(A;C|Z)"):
+        e = tiny_report.get(q, "probe")
+        d = e.diagnostics
+        assert e.params["seeds"] == PROBE_SEEDS == d["n_seeds"] == len(d["seed_values"])
+        assert e.value == pytest.approx(np.mean(d["seed_values"]), abs=1e-12)
+        ens = combine_seeds(d["seed_values"], d["stderr_sampling"])
+        assert e.stderr == pytest.approx(ens.stderr, rel=1e-9)
+        assert e.stderr >= d["stderr_sampling"] and e.stderr >= d["stderr_seeds"]
+
+
+def test_one_seed_reproduces_the_single_fit():
+    kw = dict(quantities=["I(A;Z)"], method="probe", n_images=MIN, seed=2)
+    one = measure(tiny_checkpoint(), seeds=1, **kw).get("I(A;Z)", "probe")
+    three = measure(tiny_checkpoint(), **kw).get("I(A;Z)", "probe")
+    assert three.diagnostics["seed_values"][0] == pytest.approx(one.value, abs=1e-12)
+    assert "n_seeds" not in one.diagnostics
+
+
+def test_too_few_images_is_refused_with_the_number_needed():
+    with pytest.raises(ValueError, match=f"pass --n-images {MIN} or more"):
+        measure(tiny_checkpoint(), n_images=10)
+
+
+def test_out_of_range_values_become_flags_and_warnings():
+    """Features that reveal nothing, measured on few images with one seed: estimates whose
+    whole interval lies below 0 are flagged (kind out_of_range) and warned about."""
+    from essl_info.diagnostics.quantities import range_checks
+    from essl_info.estimators import DataWarning
+
+    f = _collider(n_images=200)
+    ctx = Context(f, seed=0)
+    bad = [Estimate(-0.5, 0.05, method="probe", quantity="I(C;Z)"),
+           Estimate(3.0, 0.05, method="ross", quantity="I(A;Z)"),
+           Estimate(0.2, 0.05, method="probe", quantity="I(A;C|Z)")]
+    flags = range_checks(ctx, bad)
+    assert [(fl["quantity"], fl["bound"]) for fl in flags] == [("I(C;Z)", "lower"),
+                                                              ("I(A;Z)", "upper")]
+    assert "I(A;Z) [toy, ross] = 3.000 ± 0.050 exceeds its ceiling H(A) = 1.38" in \
+        flags[1]["message"]
+    from essl_info.estimators.ranges import warn_flags
+    with pytest.warns(DataWarning, match="below 0 beyond its error"):
+        warn_flags(flags[:1])

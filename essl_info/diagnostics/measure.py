@@ -28,8 +28,10 @@ import torch
 from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
 from .features import LAYERS, check_layer, extract_features
-from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
+from .quantities import (METHODS, PROBE_SEEDS, QUANTITIES, Context, disagreements, estimate_quantities,
+                         range_checks)
 from ..estimators.probe_families import resolve_device
+from ..estimators.ranges import warn_flags
 from .rank import rank_transforms
 from ..types import Report
 
@@ -100,13 +102,23 @@ def _transformations(ckpt: Mapping[str, Any], requested) -> list[str]:
     return [t.name for t in parse_transformations(requested)]
 
 
+# Fewest images measure accepts. Measured on the bundled digits checkpoint (probe, seeds 0
+# and 1, against all 359 test images): see MIN_IMAGES_WHY and the closing note of the
+# error-bar work; below it the cross-fitted per-class probe q(a|z,c) has about one image
+# per class and fold to learn from and its estimates leave the possible range.
+MIN_IMAGES = 100
+MIN_IMAGES_WHY = ("the probes are cross-fitted over 5 folds of images, with one head per "
+                  "class; with fewer images their estimates fall outside the possible range")
+
+
 # ============================================================================ measure
 def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None = None,
             layer: str = "backbone", method: str = "auto", n_images: int | None = None,
             seed: int = 0, split: str = "test", data_dir: str | None = None,
             transformations=None, arch: str | None = None, device: str = "cpu",
             batch_size: int = 256, folds: int = 5, k: int = 3, progress: bool = False,
-            dataset_params: Mapping[str, Any] | None = None) -> Report:
+            dataset_params: Mapping[str, Any] | None = None,
+            seeds: int = PROBE_SEEDS) -> Report:
     """Information quantities of a checkpoint's representation, in nats.
 
     Parameters
@@ -122,13 +134,15 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     arch : backbone of a foreign checkpoint (``essl_info.models.importers``); needs ``dataset``.
     dataset_params : dataset knobs (e.g. rotation-world's ``m``), over the checkpoint's.
     folds, k : cross-fitting folds of the probes; neighbours of the kNN estimators.
+    seeds : fits per probe (folds, inner split, start); the error bars include their spread.
 
     Returns
     -------
     Report
         ``estimates``: per transformation and quantity, the probe estimate, the kNN one
         (method ``"ross"``) and the plug-in I(A;C); each carries ``params["transformation"]``
-        and ``params["layer"]``. ``extra["flags"]``: disagreements and collapsed features.
+        and ``params["layer"]``. ``extra["flags"]``: disagreements, values outside what the
+        quantity can be (``kind="out_of_range"``) and collapsed features.
     """
     from .. import __version__
     from ..models.checkpoint import model_from_checkpoint
@@ -153,11 +167,17 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     ds = measurement_dataset(ckpt, dataset, split=split, data_dir=data_dir,
                              dataset_params=dataset_params)
     if n_images is not None:
-        if not 2 <= int(n_images):
-            raise ValueError(f"n_images must be at least 2, got {n_images}")
+        if not MIN_IMAGES <= int(n_images):
+            raise ValueError(f"n_images={n_images} is too few: measure needs at least "
+                             f"{MIN_IMAGES} images ({MIN_IMAGES_WHY}); pass --n-images "
+                             f"{MIN_IMAGES} or more")
         if n_images < len(ds):
             rng = np.random.default_rng(seed)
             ds = ds.subset(np.sort(rng.choice(len(ds), size=int(n_images), replace=False)))
+    if len(ds) < MIN_IMAGES:
+        raise ValueError(f"the {ds.split} split of {ds.name} has {len(ds)} images; measure "
+                         f"needs at least {MIN_IMAGES} ({MIN_IMAGES_WHY}): measure on a "
+                         "larger split (--split train) or add images")
 
     estimates, flags, rows = [], [], {}
     for t in _transformations(ckpt, transformations):
@@ -169,8 +189,12 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
                           "message": f"[{t}] the {layer} features are collapsed (all "
                                      f"{len(feats)} rows identical): Z carries no "
                                      f"information, every I(.;Z) is ~0"})
-        ctx = Context(feats, seed=seed, folds=folds, device=device, k=k)
-        estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method])
+        ctx = Context(feats, seed=seed, folds=folds, device=device, k=k, seeds=seeds)
+        found = estimate_quantities(ctx, names, METHOD_CHOICES[method])
+        out_of_range = range_checks(ctx, found)
+        warn_flags(out_of_range)
+        flags += out_of_range
+        estimates += found
     flags += disagreements(estimates)
     progress_info = ckpt.get("progress", {})
     provenance = {
@@ -179,7 +203,7 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         "transformations": list(rows), "epoch": progress_info.get("epoch"),
         "step": progress_info.get("step"), "dataset_params": dict(ds.params),
         "imported": bool(ckpt.get("train", {}).get("imported")), "device": str(device),
-        "probe": {"family": "logistic", "folds": folds}, "knn": {"k": k},
+        "probe": {"family": "logistic", "folds": folds, "seeds": seeds}, "knn": {"k": k},
         "elapsed_s": round(time.perf_counter() - t0, 2),
     }
     return Report(estimates, checkpoint=name, dataset=ds.name, provenance=provenance,

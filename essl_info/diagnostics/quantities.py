@@ -9,14 +9,17 @@ Methods (``METHODS``):
 - ``probe`` (primary): cross-fitted classifiers on the full features (McAllester & Stratos
   2020; Xu et al. 2020), from three fits shared by every quantity: q(a|z), q(c|z) and
   q(a|z,c) (per-class heads), with the plug-in surprisals -log p̂(a), -log p̂(c),
-  -log p̂(a|c). Per row i, with nll the held-out losses and s the surprisals (nats):
+  -log p̂(a|c). Each fit is repeated over ``seeds`` seeds (folds, inner validation split);
+  the reported value is the mean over seeds and its error adds the row-sampling error and
+  the between-seed spread (``estimators.resampling.combine_seeds``; both parts in
+  ``diagnostics``). Per row i, with nll the held-out losses and s the surprisals (nats):
 
       I(A;Z)   = < s_a − nll_a|z >          I(C;Z)   = < s_c − nll_c|z >
       I(A;C|Z) = < nll_a|z − nll_a|z,c >    I(A;Z|C) = < s_a|c − nll_a|z,c >
       I(A;C)   = < s_a − s_a|c >            synergy  = I(A;C|Z) − I(A;C)
 
   so I(A;Z|C) = I(A;Z) + I(A;C|Z) − I(A;C) holds exactly, and every error is a
-  cluster-robust CLT error over images of the paired per-row terms.
+  cluster-robust CLT error over images of the paired per-row terms (per seed).
 - ``ross`` (second opinion): kNN estimators (Ross 2014 and its conditional forms, as in
   ``estimate_mi(method="ross")``) on the top principal components of Z, whitened, with
   grouped subsampling errors. kNN loses information spread over many dimensions (biased
@@ -37,12 +40,17 @@ from typing import Callable
 import numpy as np
 
 from ..estimators.probe import clustered_mean, cross_fit, plugin_surprisal
+from ..estimators.ranges import range_flags
+from ..estimators.resampling import combine_seeds, fit_seeds
 from .features import Features
 from ..types import Estimate
 
 METHODS = ("probe", "ross")   # primary, second opinion
 KNN_PCA_DIMS = 10             # principal components kept for the kNN second opinion
 DISAGREE_Z = 2.0              # |probe − kNN| > DISAGREE_Z · combined stderr: flag it
+PROBE_SEEDS = 3               # fits per probe (see PROBE_SEEDS_NOTE)
+PROBE_SEEDS_NOTE = ("bundled digits checkpoint: the between-seed spread of the probe "
+                    "quantities is of the order of their sampling error")
 
 
 # ============================================================================== context
@@ -59,11 +67,16 @@ class Context:
     k: int = 3
     pca_dims: int = KNN_PCA_DIMS
     subsamples: int = 20
+    seeds: int = PROBE_SEEDS
 
     # ------------------------------------------------------------------ probe fits
-    def _fit(self, target: np.ndarray, cond: np.ndarray | None):
-        return cross_fit(self.f.z, target, c=cond, groups=self.f.image_id, folds=self.folds,
-                         family=self.family, seed=self.seed, device=self.device)
+    def _fit(self, target: np.ndarray, cond: np.ndarray | None) -> list:
+        """One cross-fit per seed (the seed sets the folds, the inner split and the
+        optimiser's start); fits of different targets with the same seed share folds, so
+        their per-row losses pair."""
+        return [cross_fit(self.f.z, target, c=cond, groups=self.f.image_id,
+                          folds=self.folds, family=self.family, seed=s, device=self.device)
+                for s in fit_seeds(self.seed, self.seeds)]
 
     @cached_property
     def fit_a_z(self):
@@ -94,19 +107,27 @@ class Context:
     def s_a_c(self) -> np.ndarray:
         return plugin_surprisal(self.f.a, self.f.c)
 
-    def paired(self, terms: np.ndarray, method: str, estimator: str,
+    def paired(self, terms: list[np.ndarray], method: str, estimator: str,
                fits: dict | None = None) -> Estimate:
-        """An Estimate of mean(terms) with the cluster-robust error over images;
-        ``fits`` ({"CE(q(a|z))": CrossFit, ...}) are reported in params/diagnostics."""
-        value, se = clustered_mean(terms, self.f.image_id)
-        params = {"estimator": estimator, "stderr_method": "CLT on paired per-row terms, "
-                  "clustered by image", "seed": self.seed}
+        """An Estimate of mean(terms) from per-seed (n,) term arrays: per seed the mean and
+        its cluster-robust error over images, combined over seeds by ``combine_seeds``;
+        ``fits`` ({"CE(q(a|z))": [CrossFit per seed], ...}) go to params/diagnostics."""
+        per_seed = [clustered_mean(t, self.f.image_id) for t in terms]
+        ens = combine_seeds([v for v, _ in per_seed], [s for _, s in per_seed])
+        stderr_method = "CLT on paired per-row terms, clustered by image"
+        if len(terms) > 1:
+            stderr_method += f", ⊕ spread over {len(terms)} fit seeds (t-inflated)"
+        params = {"estimator": estimator, "stderr_method": stderr_method, "seed": self.seed}
         fits = fits or {}
         for fit in list(fits.values())[:1]:
-            params.update({k: fit.params[k] for k in ("family", "folds", "split",
-                                                      "calibrate")})
-        diag = {name: float(fit.nll.mean()) for name, fit in fits.items()}
-        return Estimate(value, se, method=method, n=len(terms), params=params,
+            params.update({k: fit[0].params[k] for k in ("family", "folds", "split",
+                                                         "calibrate")})
+            params["seeds"] = len(fit)
+        diag = {name: float(np.mean([f.nll.mean() for f in fit]))
+                for name, fit in fits.items()}
+        if len(terms) > 1:
+            diag.update(ens.diagnostics())
+        return Estimate(ens.value, ens.stderr, method=method, n=len(terms[0]), params=params,
                         diagnostics=diag)
 
     # ------------------------------------------------------------------ kNN inputs
@@ -150,32 +171,33 @@ class Quantity:
 
 
 def _plugin_ac(ctx: Context) -> Estimate:
-    return ctx.paired(ctx.s_a - ctx.s_a_c, "plugin", "plug-in I(A;C) on the labels")
+    return ctx.paired([ctx.s_a - ctx.s_a_c], "plugin", "plug-in I(A;C) on the labels")
 
 
 def _probe_az(ctx: Context) -> Estimate:
-    return ctx.paired(ctx.s_a - ctx.fit_a_z.nll, "probe", "plug-in H(A) - CE(q(a|z))",
-                      {"CE(q(a|z))": ctx.fit_a_z})
+    return ctx.paired([ctx.s_a - f.nll for f in ctx.fit_a_z], "probe",
+                      "plug-in H(A) - CE(q(a|z))", {"CE(q(a|z))": ctx.fit_a_z})
 
 
 def _probe_cz(ctx: Context) -> Estimate:
-    return ctx.paired(ctx.s_c - ctx.fit_c_z.nll, "probe", "plug-in H(C) - CE(q(c|z))",
-                      {"CE(q(c|z))": ctx.fit_c_z})
+    return ctx.paired([ctx.s_c - f.nll for f in ctx.fit_c_z], "probe",
+                      "plug-in H(C) - CE(q(c|z))", {"CE(q(c|z))": ctx.fit_c_z})
 
 
 def _probe_acz(ctx: Context) -> Estimate:
-    return ctx.paired(ctx.fit_a_z.nll - ctx.fit_a_zc.nll, "probe",
+    return ctx.paired([f.nll - g.nll for f, g in zip(ctx.fit_a_z, ctx.fit_a_zc)], "probe",
                       "CE(q(a|z)) - CE(q(a|z,c))",
                       {"CE(q(a|z))": ctx.fit_a_z, "CE(q(a|z,c))": ctx.fit_a_zc})
 
 
 def _probe_azc(ctx: Context) -> Estimate:
-    return ctx.paired(ctx.s_a_c - ctx.fit_a_zc.nll, "probe",
+    return ctx.paired([ctx.s_a_c - f.nll for f in ctx.fit_a_zc], "probe",
                       "plug-in H(A|C) - CE(q(a|z,c))", {"CE(q(a|z,c))": ctx.fit_a_zc})
 
 
 def _probe_synergy(ctx: Context) -> Estimate:
-    terms = (ctx.fit_a_z.nll - ctx.fit_a_zc.nll) - (ctx.s_a - ctx.s_a_c)
+    terms = [(f.nll - g.nll) - (ctx.s_a - ctx.s_a_c)
+             for f, g in zip(ctx.fit_a_z, ctx.fit_a_zc)]
     return ctx.paired(terms, "probe", "I(A;C|Z) - I(A;C), paired per row",
                       {"CE(q(a|z))": ctx.fit_a_z, "CE(q(a|z,c))": ctx.fit_a_zc})
 
@@ -236,6 +258,46 @@ def estimate_quantities(ctx: Context, quantities, methods) -> list[Estimate]:
     return out
 
 
+# ======================================================================= range checks
+def _entropy(ctx: Context, surprisal: np.ndarray, labels: np.ndarray) -> float:
+    """Plug-in entropy (nats) from per-row surprisals, with Miller-Madow's (K-1)/(2n)."""
+    return float(surprisal.mean() + (len(np.unique(labels)) - 1) / (2 * len(labels)))
+
+
+# quantity -> (lower bound or None, names of the entropies whose minimum is the ceiling)
+BOUNDS: dict[str, tuple[float | None, tuple[str, ...]]] = {
+    "I(A;C)": (0.0, ("H(A)", "H(C)")),
+    "I(A;Z)": (0.0, ("H(A)",)),
+    "I(C;Z)": (0.0, ("H(C)",)),
+    "I(A;C|Z)": (0.0, ("H(A)", "H(C)")),
+    "I(A;Z|C)": (0.0, ("H(A|C)",)),
+    "synergy": (None, ("H(A)", "H(C)")),   # minus a co-information: may be negative
+}
+
+
+def range_checks(ctx: Context, estimates: list[Estimate]) -> list[dict]:
+    """Flags for estimates of ``ctx``'s transformation that lie outside what the quantity
+    can be (below 0 or above the entropy that bounds it) beyond their 95 % interval."""
+    h = {"H(A)": _entropy(ctx, ctx.s_a, ctx.f.a), "H(C)": _entropy(ctx, ctx.s_c, ctx.f.c),
+         "H(A|C)": _entropy(ctx, ctx.s_a_c, ctx.f.a)}
+    flags = []
+    for e in estimates:
+        if e.quantity not in BOUNDS:
+            continue
+        lower, names = BOUNDS[e.quantity]
+        name = min(names, key=h.get)
+        for f in range_flags(e, lower=lower, upper=h[name], upper_name=f"{name} = {h[name]:.3f}",
+                             context=f"{e.quantity} [{ctx.f.transformation}, {e.method}]"):
+            f["transformation"] = ctx.f.transformation
+            f["method"] = e.method
+            f["message"] = f["message"].replace(f"{e.quantity} [{ctx.f.transformation}, "
+                                                f"{e.method}]: {e.quantity} =",
+                                                f"{e.quantity} [{ctx.f.transformation}, "
+                                                f"{e.method}] =")
+            flags.append(f)
+    return flags
+
+
 # Quantities estimated as a difference of two held-out cross-entropies.
 DIFFERENCE_QUANTITIES = frozenset({"I(A;C|Z)", "synergy"})
 
@@ -277,5 +339,5 @@ def disagreements(estimates: list[Estimate], z: float = DISAGREE_Z) -> list[dict
     return flags
 
 
-__all__ = ["Context", "DISAGREE_Z", "KNN_PCA_DIMS", "METHODS", "QUANTITIES", "Quantity",
-           "disagreements", "estimate_quantities"]
+__all__ = ["BOUNDS", "Context", "DISAGREE_Z", "KNN_PCA_DIMS", "METHODS", "PROBE_SEEDS",
+           "QUANTITIES", "Quantity", "disagreements", "estimate_quantities", "range_checks"]

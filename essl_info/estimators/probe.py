@@ -310,15 +310,24 @@ def _supports(v: Variables) -> bool:
     return v.x.discrete or v.y.discrete
 
 
+PROBE_SEEDS = 3   # fits per estimate: the fold split alone moves the estimate by ~its stderr
+
+
 @register_mi("probe", supports=_supports, symmetric=False, uses_k=False,
              reference="McAllester & Stratos 2020; Xu et al. 2020 (usable information)",
              summary="H(T) - held-out cross-entropy of a cross-fitted classifier, discrete T")
 def _probe(v: Variables, *, k: int, seed: int, target: str | None = None, groups=None,
            folds: int = 5, family: str = "logistic", entropy: str = "plugin",
-           uniform_target: bool = False, n_classes: int | None = None, **opts) -> Estimate:
+           uniform_target: bool = False, n_classes: int | None = None,
+           seeds: int = PROBE_SEEDS, **opts) -> Estimate:
     """Cross-entropy bound for a discrete target (x, or y if only y is discrete; ``target=``
     chooses when both are). ``entropy``: see :func:`probe_mi` (``uniform_target=True`` is
-    ``entropy="uniform"``); other options: see :func:`cross_fit`."""
+    ``entropy="uniform"``); ``seeds``: the fit is repeated with this many seeds (folds,
+    inner split, optimiser start) and the value is their mean, its stderr the row-sampling
+    error ⊕ the between-seed spread (:func:`~essl_info.estimators.resampling.combine_seeds`);
+    other options: see :func:`cross_fit`."""
+    from .resampling import combine_seeds, fit_seeds
+
     if target is None:
         target = "x" if v.x.discrete else "y"
     if target not in ("x", "y"):
@@ -331,15 +340,38 @@ def _probe(v: Variables, *, k: int, seed: int, target: str | None = None, groups
         entropy = "uniform"
     if entropy not in ENTROPY_TERMS:
         raise ValueError(f"entropy must be one of {ENTROPY_TERMS}, got {entropy!r}")
+    cond = v.cond
+    if cond is not None and not cond.discrete and entropy != "plugin":
+        raise ValueError(f"entropy={entropy!r} needs no or a discrete cond: with a "
+                         "continuous cond the probe estimates H(T|cond) by CE(q(t|cond))")
+    fits = [_probe_once(v, tv, uv, s, groups=groups, folds=folds, family=family,
+                        entropy=entropy, n_classes=n_classes, **opts)
+            for s in fit_seeds(seed, seeds)]
+    first, params, diagnostics = fits[0]
+    ens = combine_seeds([e.value for e, _, _ in fits], [e.stderr for e, _, _ in fits])
+    stderr_method = STDERR_METHOD + (", clustered by group" if groups is not None else "")
+    if seeds > 1:
+        stderr_method += f", ⊕ spread over {seeds} fit seeds (t-inflated)"
+        diagnostics = {**diagnostics, **ens.diagnostics()}
+        for key in ("h_target", "ce_heldout", "ce_reduced", "ce_full"):
+            if key in first.diagnostics:
+                diagnostics[key] = float(np.mean([e.diagnostics[key] for e, _, _ in fits]))
+    return Estimate(ens.value, ens.stderr, n=v.n,
+                    params={**params, "seed": seed, "seeds": seeds,
+                            "stderr_method": stderr_method},
+                    diagnostics={**first.diagnostics, **diagnostics})
+
+
+def _probe_once(v: Variables, tv: Variable, uv: Variable, seed: int, *, groups, folds: int,
+                family: str, entropy: str, n_classes: int | None,
+                **opts) -> tuple[Estimate, dict, dict]:
+    """One cross-fitted probe estimate (value, clustered stderr), its params, diagnostics."""
     kw = dict(groups=groups, folds=folds, family=family, seed=seed, n_classes=n_classes, **opts)
     cond = v.cond
     z, c = _inputs([uv] if cond is None else [uv, cond])
     full = cross_fit(z, tv.codes, c=c, **kw)
     diagnostics = {"per_fold": full.per_fold}
     if cond is not None and not cond.discrete:
-        if entropy != "plugin":
-            raise ValueError(f"entropy={entropy!r} needs no or a discrete cond: with a "
-                             "continuous cond the probe estimates H(T|cond) by CE(q(t|cond))")
         zr, cr = _inputs([cond])
         reduced = cross_fit(zr, tv.codes, c=cr, **kw)
         value, se = paired_difference(reduced.nll, full.nll, groups=groups)
@@ -355,10 +387,9 @@ def _probe(v: Variables, *, k: int, seed: int, target: str | None = None, groups
         scheme = {"plugin": f"plug-in H(T{given})", "uniform": "log K",
                   "heldout": f"held-out CE(q(t{given}))"}[entropy] \
             + f" - CE(q(t|other{',cond' if cond is not None else ''}))"
-    params = {**full.params, "target": target, "estimator": scheme, "entropy": entropy,
-              "stderr_method": STDERR_METHOD + (", clustered by group" if groups is not None
-                                                else "")}
-    return est.with_(params=params, diagnostics={**est.diagnostics, **diagnostics})
+    target = "x" if tv is v.x else "y"
+    params = {**full.params, "target": target, "estimator": scheme, "entropy": entropy}
+    return est, params, diagnostics
 
 
 # ---------------------------------------------------------------- auto rules

@@ -276,3 +276,12 @@ def combine_seeds(values, sampling_se) -> SeedEnsemble:
     return SeedEnsemble(value=float(v.mean()), stderr=math.hypot(sampling, adj),
                         sampling_se=sampling, seed_sd=sd, seed_se=seed_se, seed_se_adj=adj,
                         values=v)
+
+
+def fit_seeds(seed: int, n: int) -> list[int]:
+    """``n`` seeds for repeated fits: ``seed`` itself first (so one fit reproduces the
+    single-seed estimate), then seeds derived from (seed, i) by ``np.random.SeedSequence``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"the number of seeds must be a positive integer, got {n!r}")
+    return [int(seed)] + [int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
+                          for i in range(1, int(n))]

@@ -2,7 +2,9 @@
 
 ``plan_runtime`` turns the user's choices into a frozen ``Runtime``; everything that
 depends on CUDA or on several processes is decided there, in one place, and the training
-loop only asks the plan. On CPU the plan is plain float32, contiguous, eager, one process.
+loop only asks the plan. On CPU the plan is plain float32, contiguous (``channels_last="on"``
+falls back, with a warning: oneDNN's channels_last conv backward can crash there), eager,
+one process.
 On CUDA the defaults follow what makes small ResNets fast: bf16 autocast (no loss scaler
 needed, unlike fp16), channels_last tensors, and optionally ``torch.compile``. Under
 ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised (NCCL on CUDA, gloo on
@@ -70,6 +72,14 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+# oneDNN 3.12 (torch 2.13) jit_1x1:avx2 backward-weights kernel, channels_last (nhwc) input,
+# stride-2 1x1 conv with < 8 input channels, 1 thread: heap corruption, SIGSEGV / "free():
+# invalid pointer" (the ResNet downsample conv at width 4). Channels_last gains nothing on CPU.
+CPU_CHANNELS_LAST_FALLBACK = (
+    "channels_last on CPU falls back to contiguous: torch {}'s oneDNN crashes (segfault) in "
+    "channels_last 1x1 strided conv backward on some CPUs")
+
+
 def plan_runtime(device: str = "auto", *, amp: str = "auto", channels_last: str = "auto",
                  compile: bool = False, env: dict | None = None) -> Runtime:
     """Decide device and precision; read ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` from ``env``
@@ -88,6 +98,9 @@ def plan_runtime(device: str = "auto", *, amp: str = "auto", channels_last: str 
     if use_amp and not cuda:
         raise ValueError("amp bf16 is for CUDA; on CPU train in float32 (--amp off)")
     cl = _tri(channels_last, "channels_last")
+    if cl and not cuda:
+        warnings.warn(CPU_CHANNELS_LAST_FALLBACK.format(torch.__version__), stacklevel=2)
+        cl = False
     return Runtime(device=dev, autocast_dtype=torch.bfloat16 if use_amp else None,
                    channels_last=cuda if cl is None else cl, compile=bool(compile),
                    rank=rank, world_size=world, local_rank=local_rank)
