@@ -21,11 +21,21 @@ def test_tail_ratio_separates_gaussian_from_heavy_tails():
     assert auto.tail_ratio(np.ones((50, 2))) == 0.0
 
 
+def test_shared_scale_tells_elliptical_tails_from_monotone_maps():
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal((20000, 4))
+    t = g / np.sqrt(rng.chisquare(4, (20000, 1)) / 4)  # multivariate t: one scale per row
+    assert abs(auto.shared_scale(g)) < 0.02 and abs(auto.shared_scale(np.exp(g))) < 0.02
+    assert auto.shared_scale(t) > 2 * auto.SHARED_SCALE
+    assert auto.shared_scale(g[:, :1]) == 0.0
+
+
 @pytest.mark.parametrize("task, method", [
     (tasks.gaussian(1, 0.5), "ksg"),
     (tasks.student_t(1, 0.5, 3.0), "ksg"),  # 1+1: KSG even with heavy tails
     (tasks.gaussian(3, 0.5), "ksg"),  # 3+3, light tails
-    (tasks.student_t(3, 0.5, 3.0), "infonce"),  # 3+3, heavy tails
+    (tasks.student_t(3, 0.5, 3.0), "ksg"),  # 3+3, elliptical tails: a shared scale
+    (tasks.student_t(10, 0.2, 5.0), "ksg"),  # 10+10, idem
     (tasks.monotone(tasks.gaussian(2, 0.5), "exp"), "infonce"),
     (tasks.gaussian(25, 0.5, sparse=True), "infonce"),  # 50 dims
 ])
