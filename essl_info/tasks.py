@@ -415,3 +415,134 @@ def collider(kind: str = "sum", n_a: int = 4, n_c: int = 4, d: int = 16,
                     params={"kind": kind, "n_a": n_a, "n_c": n_c, "d": d,
                             "separation": separation, "sigma": sigma,
                             "means_seed": means_seed})
+
+
+# ------------------------------------------- auto selection (issue 8): spirals, mixtures, suite
+def spiral(task: Task, speed: float = 0.5, which: str = "x") -> Task:
+    """``task`` with the spiral diffeomorphism of Czyz et al. 2023 ("Beyond normal", bmi)
+    applied to x and/or y: v -> R(speed * |v|^2) v, R(theta) the rotation by theta in the
+    plane of the first two coordinates. The map is invertible (it keeps |v|, so the angle
+    can be undone), hence the truth is unchanged; it curls a linear dependence into a
+    spiral that kNN and linear critics see very differently. Needs d >= 2 continuous.
+    """
+    if which not in ("x", "y", "both"):
+        raise ValueError(f"which must be 'x', 'y' or 'both', got {which!r}")
+    if not math.isfinite(speed):
+        raise ValueError(f"speed must be finite, got {speed!r}")
+
+    def curl(v: np.ndarray) -> np.ndarray:
+        if v.shape[1] < 2:
+            raise ValueError(f"spiral needs >= 2 dimensions, got {v.shape[1]}")
+        theta = speed * (v * v).sum(1)
+        c, s = np.cos(theta), np.sin(theta)
+        out = v.copy()
+        out[:, 0], out[:, 1] = c * v[:, 0] - s * v[:, 1], s * v[:, 0] + c * v[:, 1]
+        return out
+
+    if (which in ("x", "both") and task.x_discrete) or (which in ("y", "both")
+                                                        and task.y_discrete):
+        raise ValueError(f"spiral applies to continuous variables; {task.name} has a discrete one")
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = task.sample(n, seed)
+        return (curl(x) if which in ("x", "both") else x,
+                curl(y) if which in ("y", "both") else y)
+
+    return replace(task, name=f"{task.name}-spiral{speed:g}{'' if which == 'both' else '-' + which}",
+                   sample=sample, params={**task.params, "base": task.name, "spiral": speed,
+                                          "which": which})
+
+
+def _mixture_logpdf(v: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                    scales: np.ndarray) -> np.ndarray:
+    """(m,) log density of the isotropic-per-component Gaussian mixture
+    sum_k w_k N(means[k], diag(scales[k]^2)) at the rows of v (m, d)."""
+    comp = []
+    for w, mu, sc in zip(weights, means, scales):
+        z = (v - mu) / sc
+        comp.append(math.log(w) - 0.5 * (z * z).sum(1) - np.log(sc).sum()
+                    - 0.5 * v.shape[1] * math.log(2 * math.pi))
+    return logsumexp(np.stack(comp, 1), axis=1)
+
+
+@functools.lru_cache(maxsize=32)
+def _mixture_truth(key: tuple, n_mc: int, mc_seed: int) -> tuple[float, float]:
+    """Monte-Carlo I = E[log p(x,y) - log p(x) - log p(y)] of :func:`gaussian_mixture`."""
+    weights, means, scales, dx = (np.array(key[0]), np.array(key[1]), np.array(key[2]),
+                                  key[3])
+    rng = np.random.default_rng(mc_seed)
+    vals = []
+    for start in range(0, n_mc, 100_000):
+        m = min(100_000, n_mc - start)
+        k = rng.choice(len(weights), size=m, p=weights)
+        v = means[k] + scales[k] * rng.standard_normal((m, means.shape[1]))
+        vals.append(_mixture_logpdf(v, weights, means, scales)
+                    - _mixture_logpdf(v[:, :dx], weights, means[:, :dx], scales[:, :dx])
+                    - _mixture_logpdf(v[:, dx:], weights, means[:, dx:], scales[:, dx:]))
+    w = np.concatenate(vals)
+    return float(w.mean()), float(w.std(ddof=1) / math.sqrt(len(w)))
+
+
+def gaussian_mixture(d: int = 1, n_components: int = 2, separation: float = 3.0,
+                     spread: float = 0.5, means_seed: int = 0,
+                     n_mc: int = 400_000) -> Task:
+    """(x, y) in R^(d+d) from a mixture of ``n_components`` equally weighted Gaussians with
+    seeded random means (N(0, separation^2 / 2) per coordinate, the same component for x
+    and y, so the cluster links them) and per-coordinate scales drawn from
+    exp(spread * N(0, 1)) (unequal, axis-aligned clusters). Multi-modal, non-elliptical.
+
+    The truth E[log p(x,y) - log p(x) - log p(y)] is a Monte-Carlo average over ``n_mc``
+    draws with exact mixture densities (fixed seed, cached); its standard error is
+    ``truth_stderr``. I <= H(component) = log n_components, plus nothing: given the
+    component, x and y are independent.
+    """
+    d = _check_positive_int("d", d)
+    n_components = _check_positive_int("n_components", n_components, minimum=2)
+    if not separation > 0 or not spread >= 0:
+        raise ValueError(f"need separation > 0 and spread >= 0, got {separation!r}, {spread!r}")
+    rng = np.random.default_rng(means_seed)
+    means = separation / math.sqrt(2.0) * rng.standard_normal((n_components, 2 * d))
+    scales = np.exp(spread * rng.standard_normal((n_components, 2 * d)))
+    weights = np.full(n_components, 1.0 / n_components)
+    key = (tuple(weights), tuple(map(tuple, means)), tuple(map(tuple, scales)), d)
+    truth, truth_se = _mixture_truth(key, int(n_mc), 12345)
+
+    def sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        r = np.random.default_rng(seed)
+        k = r.integers(0, n_components, size=n)
+        v = means[k] + scales[k] * r.standard_normal((n, 2 * d))
+        return v[:, :d], v[:, d:]
+
+    return Task(f"mixture-d{d}-k{n_components}-sep{separation:g}", truth, sample,
+                truth_stderr=truth_se,
+                params={"d": d, "n_components": n_components, "separation": separation,
+                        "spread": spread, "means_seed": means_seed, "n_mc": n_mc})
+
+
+def continuous_suite() -> list[Task]:
+    """Known-MI tasks of two continuous variables, 1x1 to 50x50 dimensions, that justify
+    ``method="auto"``'s choice between kNN and a critic bound (``estimators/auto.py``):
+    smooth low-dimensional, monotone maps, spirals, multivariate heavy tails (Student-t),
+    sparse and dense high-dimensional Gaussians, and multi-modal mixtures. Truths in closed
+    form, except the mixtures (Monte Carlo, ``truth_stderr``)."""
+    return [
+        gaussian(1, 0.5),
+        monotone(gaussian(1, 0.9), "cube"),
+        student_t(1, 0.5, 3.0),
+        gaussian_mixture(1, 4, 4.0),
+        gaussian(2, 0.6),
+        spiral(gaussian(2, 0.8), 0.5),
+        monotone(gaussian(3, 0.6), "exp"),
+        student_t(3, 0.5, 3.0),
+        gaussian(5, 0.5),
+        spiral(gaussian(5, 0.6), 0.2),
+        gaussian_mixture(5, 4, 3.0),
+        student_t(5, 0.3, 4.0),
+        gaussian(10, 0.3),
+        student_t(10, 0.2, 5.0),
+        gaussian(25, 0.5, sparse=True),
+        monotone(gaussian(25, 0.5, sparse=True), "cube"),
+        student_t(25, 0.0, 5.0),
+        gaussian(50, 0.5, sparse=True),
+        gaussian(50, 0.15),
+    ]

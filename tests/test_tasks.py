@@ -92,3 +92,52 @@ def test_class_mixture_truth_geometry_and_sampler():
     assert 0 < small.truth < math.log(4)
     with pytest.raises(ValueError, match="separation"):
         class_mixture(separation=0)
+
+
+def test_spiral_keeps_norm_and_truth_and_inverts():
+    from essl_info.tasks import spiral
+
+    base = gaussian(3, 0.7)
+    t = spiral(base, 0.5)
+    assert t.truth == base.truth
+    x, y = base.sample(500, 1)
+    sx, sy = t.sample(500, 1)
+    assert np.array_equal(sy, y) and np.allclose((sx ** 2).sum(1), (x ** 2).sum(1))
+    theta = -0.5 * (sx ** 2).sum(1)  # undo the rotation: the angle depends on |x| only
+    back = sx.copy()
+    back[:, 0] = np.cos(theta) * sx[:, 0] - np.sin(theta) * sx[:, 1]
+    back[:, 1] = np.sin(theta) * sx[:, 0] + np.cos(theta) * sx[:, 1]
+    assert np.allclose(back, x)
+    with pytest.raises(ValueError, match="2 dimensions"):
+        spiral(gaussian(1, 0.5)).sample(10, 0)
+
+
+def test_gaussian_mixture_truth_by_independent_monte_carlo():
+    """The truth against scipy's multivariate normal densities on a fresh sample."""
+    from essl_info.tasks import gaussian_mixture
+
+    t = gaussian_mixture(2, 3, 3.0, n_mc=200_000)
+    x, y = t.sample(100_000, 7)
+    rng = np.random.default_rng(t.params["means_seed"])
+    means = 3.0 / math.sqrt(2.0) * rng.standard_normal((3, 4))
+    scales = np.exp(0.5 * rng.standard_normal((3, 4)))
+
+    def logp(v, sl):
+        dens = sum(stats.multivariate_normal(means[k, sl], np.diag(scales[k, sl] ** 2)).pdf(v)
+                   for k in range(3)) / 3
+        return np.log(dens)
+
+    w = logp(np.c_[x, y], slice(0, 4)) - logp(x, slice(0, 2)) - logp(y, slice(2, 4))
+    se = w.std() / math.sqrt(len(w))
+    assert abs(w.mean() - t.truth) < 4 * math.hypot(se, t.truth_stderr)
+    assert 0 < t.truth < math.log(3)
+
+
+def test_continuous_suite_spans_1_to_50_dims():
+    from essl_info.tasks import continuous_suite
+
+    suite = continuous_suite()
+    dims = {t.sample(5, 0)[0].shape[1] for t in suite}
+    assert min(dims) == 1 and max(dims) == 50
+    assert len({t.name for t in suite}) == len(suite)
+    assert all(t.truth > 0 and not t.x_discrete and not t.y_discrete for t in suite)

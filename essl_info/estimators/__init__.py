@@ -33,7 +33,7 @@ from .registry import (
 )
 
 # Modules that register methods on import, in the order their auto rules should apply.
-_METHOD_MODULES = ("discrete", "knn", "reference", "probe", "neural")
+_METHOD_MODULES = ("discrete", "knn", "reference", "probe", "neural", "auto")
 for _mod in _METHOD_MODULES:
     try:
         importlib.import_module(f"{__name__}.{_mod}")
@@ -135,10 +135,13 @@ def estimate_mi(
     v = prepare_variables(x, y, cond, x_discrete=x_discrete, y_discrete=y_discrete,
                           cond_discrete=cond_discrete)
     diagnostics_extra = {}
+    rule = None
     if method == "auto":
         rule = choose_method(v)
         method = rule.method
         diagnostics_extra = {"auto": True, "auto_reason": rule.reason}
+        if rule.evidence is not None:
+            diagnostics_extra["auto_evidence"] = rule.evidence(v)
     if method not in MI_METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(MI_METHODS)} "
                          "or 'auto'")
@@ -166,6 +169,10 @@ def estimate_mi(
                             diagnostics={**diagnostics_extra,
                                          "degenerate": f"{var.name} is constant"})
     est = spec.fn(v, k=k, seed=seed, **params)
+    if rule is not None and rule.second is not None:
+        other = MI_METHODS[rule.second].fn(v, k=k, seed=seed)
+        diagnostics_extra["second_opinion"] = {"method": rule.second, "value": other.value,
+                                               "stderr": other.stderr}
     est = est.with_(method=method, quantity=name,
                     diagnostics={**est.diagnostics, **diagnostics_extra})
     upper, upper_name = _ceiling(v)

@@ -73,7 +73,14 @@ def js_fgan(scores: torch.Tensor) -> torch.Tensor:
 
 def smile(scores: torch.Tensor, tau: float = 5.0) -> torch.Tensor:
     """SMILE value: mean_i f_ii - log mean_{i!=j} exp clip(f_ij, -tau, tau), in nats.
-    ``tau=None`` or ``inf`` gives the DV bound. Song & Ermon 2020, eq. 17."""
+
+    Song & Ermon 2020 (ICLR), eq. 17: E_P[f] - log E_Q[clip(e^f, e^-tau, e^tau)], the DV
+    bound with the exponentiated critic clipped in the partition term only (clipping e^f
+    to [e^-tau, e^tau] is exp of f clipped to [-tau, tau]); the critic is trained with the
+    Jensen-Shannon objective (``js_fgan``), as in their code (ermongroup/smile-mi-estimator,
+    ``smile_lower_bound``). The positive term is not clipped, so a critic whose positive
+    scores run away gives a runaway value: ``neural.py`` refuses those. ``tau=None`` or
+    ``inf`` gives the DV bound."""
     _check(scores)
     clipped = scores if tau is None or math.isinf(tau) else scores.clamp(-tau, tau)
     return scores.diagonal().mean() - logmeanexp_offdiag(clipped)

@@ -92,9 +92,15 @@ def one_discrete_one_continuous(v: Variables) -> bool:
 # ----------------------------------------------------------------- auto selection
 @dataclass(frozen=True)
 class AutoRule:
+    """``when(v)`` selects ``method``; ``evidence(v)`` (optional) returns the numbers behind
+    the choice for ``diagnostics["auto_evidence"]``; ``second`` (optional) names a method
+    that ``estimate_mi`` also runs, with its defaults, as a second opinion."""
+
     when: Callable[[Variables], bool]
     method: str
     reason: str
+    evidence: Callable[[Variables], dict] | None = None
+    second: str | None = None
 
 
 HIGH_DIM = 20  # above this many continuous dimensions kNN loses most of the information
@@ -103,8 +109,14 @@ AUTO_RULES: list[AutoRule] = []  # filled by the estimator modules, in priority 
 
 
 def add_auto_rule(when: Callable[[Variables], bool], method: str, reason: str, *,
-                  priority: int | None = None) -> None:
-    rule = AutoRule(when, method, reason)
+                  priority: int | None = None, before: str | None = None,
+                  evidence: Callable[[Variables], dict] | None = None,
+                  second: str | None = None) -> None:
+    """Append a rule, or insert it at index ``priority``, or before the first rule that
+    selects the method ``before``."""
+    rule = AutoRule(when, method, reason, evidence, second)
+    if before is not None:
+        priority = next((i for i, r in enumerate(AUTO_RULES) if r.method == before), None)
     if priority is None:
         AUTO_RULES.append(rule)
     else:

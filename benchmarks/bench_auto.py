@@ -1,0 +1,74 @@
+"""``method="auto"`` on two continuous variables: value against truth and time per call.
+
+    pytest benchmarks/bench_auto.py -q -p no:cacheprovider [--update-readme]
+    python benchmarks/bench_auto.py                                 # same cases, plain timer
+
+Tasks: ``essl_info.tasks.continuous_suite()`` (1+1 to 50+50 dims: smooth Gaussians, cube and
+exp maps, spirals, Student-t tails, sparse and dense high-dimensional Gaussians, mixtures;
+truths in closed form or Monte Carlo with the MC error in the table), N = 10,000 rows, one
+sample (seed 0) per task, ``estimate_mi(x, y)`` with all defaults. Table ``auto``: the method
+``auto`` chose and why, its value, stderr, the ratio to the truth, whether it is within a
+factor 1.5, KSG's value (the second opinion where the critic was chosen, else the estimate
+itself) and the wall time of the call. ``ESSL_BENCH_QUICK=1``: N = 2,000 and the first
+five tasks (a smoke test).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from essl_info import estimate_mi  # noqa: E402
+from essl_info.tasks import continuous_suite  # noqa: E402
+
+QUICK = os.environ.get("ESSL_BENCH_QUICK") == "1"
+N = 2_000 if QUICK else 10_000
+TASKS = continuous_suite()[:5] if QUICK else continuous_suite()
+TABLE = "auto"
+TIMES: list[float] = []
+
+
+def run_task(tables, task) -> None:
+    x, y = task.sample(N, 0)
+    t0 = time.perf_counter()
+    est = estimate_mi(x, y)
+    secs = time.perf_counter() - t0
+    TIMES.append(secs)
+    ev = est.diagnostics["auto_evidence"]
+    ksg = est.diagnostics.get("second_opinion", {}).get("value", est.value)
+    ratio = est.value / task.truth
+    tables.add(TABLE, (task.name,), task=task.name, dims=f"{x.shape[1]}+{y.shape[1]}",
+               truth=task.truth, **{"truth MC se": task.truth_stderr or ""},
+               tail_ratio=ev["tail_ratio"], method=est.method, value=est.value,
+               stderr=est.stderr, ratio=ratio,
+               **{"within 1.5x": "yes" if 1 / 1.5 <= ratio <= 1.5 else "NO",
+                  "ksg value": ksg, "ksg ratio": ksg / task.truth, "time [s]": secs})
+    tables.notes[TABLE] = [f"N = {N}; median time per call {statistics.median(TIMES):.2f} s "
+                           f"over {len(TIMES)} tasks (max {max(TIMES):.1f} s)."]
+
+
+@pytest.mark.parametrize("task", TASKS, ids=[t.name for t in TASKS])
+def test_auto(tables, task):
+    run_task(tables, task)
+
+
+def main() -> None:
+    from conftest import Tables, machine
+
+    tables = Tables()
+    for task in TASKS:
+        run_task(tables, task)
+        print(task.name, tables.rows[TABLE][(task.name,)], flush=True)
+    print(f"Command: `python benchmarks/bench_auto.py`; {machine()}.\n")
+    print(tables.markdown(TABLE))
+
+
+if __name__ == "__main__":
+    main()
