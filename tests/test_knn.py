@@ -310,9 +310,3 @@ def test_standardize_equals_raw_estimate_on_standardised_data():
     ours = estimate_mi(x, y, method="ksg", subsamples=0, jitter=0.0).value
     ref_value = ref.ksg1(x / x.std(axis=0), y / y.std(axis=0))
     assert ours == pytest.approx(ref_value, abs=1e-10)
-
-
-def test_finite_huge_inputs_do_not_overflow():
-    x, y = gaussian(2, 0.5).sample(500, 0)
-    a = estimate_mi(x, y, subsamples=0).value
-    assert estimate_mi(x * 1e300, y, subsamples=0).value == pytest.approx(a, abs=1e-9)

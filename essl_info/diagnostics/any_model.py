@@ -59,7 +59,7 @@ def measure_features(z, *, a, c, image_id, quantities: Sequence[str] | None = No
                      method: str = "auto", seed: int = 0, folds: int = 5, k: int = 3,
                      device: str = "cpu", transformation: str = "custom",
                      n_labels: int | None = None, n_classes: int | None = None,
-                     name: str = "<features>") -> Report:
+                     name: str = "<features>", seeds: int | None = None) -> Report:
     """The quantities of ``measure`` from features computed anywhere, in nats.
 
     Parameters
@@ -69,7 +69,7 @@ def measure_features(z, *, a, c, image_id, quantities: Sequence[str] | None = No
     a : (N,) int transformation label of each row (0..K-1);  c : (N,) int class of the
         row's image;  image_id : (N,) int the row's source image (rows of one image are
         kept on one side of every cross-fitting split and clustered in the error bars).
-    quantities, method, seed, folds, k, device : as in ``measure``.
+    quantities, method, seed, folds, k, device, seeds : as in ``measure``.
     transformation : a name for A in the report;  name : what the report calls the source.
     n_labels, n_classes : K and the class count when some labels are absent from a / c.
 
@@ -87,8 +87,12 @@ def measure_features(z, *, a, c, image_id, quantities: Sequence[str] | None = No
         raise ValueError(f"the features come from {feats.n_images} images; measure_features "
                          f"needs at least {MIN_IMAGES} ({MIN_IMAGES_WHY})")
     device = str(resolve_device(device))
+    from .quantities import PROBE_SEEDS
+
+    seeds = PROBE_SEEDS if seeds is None else seeds
     estimates, flags, rows = estimate_from_features([feats], names, method, seed=seed,
-                                                    folds=folds, k=k, device=device)
+                                                    folds=folds, k=k, device=device,
+                                                    seeds=seeds)
     provenance = {
         "library_version": __version__, "source": "features", "seed": seed,
         "layer": feats.layer, "method": method, "n_images": feats.n_images, "rows": rows,

@@ -30,8 +30,8 @@ from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
 from .any_model import measure_features, user_model_and_dataset
 from .features import LAYERS, check_layer, evaluating, extract_features
-from .quantities import (METHODS, PROBE_SEEDS, QUANTITIES, Context, disagreements, estimate_quantities,
-                         range_checks)
+from .quantities import (METHODS, PROBE_SEEDS, QUANTITIES, Context, disagreements,
+                         estimate_quantities, range_checks)
 from ..estimators.probe_families import resolve_device
 from ..estimators.ranges import warn_flags
 from .rank import rank_transforms
@@ -356,7 +356,11 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="the dataset split to measure on")
     p.add_argument("--n-images", type=int, default=None,
-                   help="a seeded subset of images (default: all of the split)")
+                   help="a seeded subset of images (default: all of the split; at least "
+                        f"{MIN_IMAGES})")
+    p.add_argument("--probe-seeds", type=int, default=PROBE_SEEDS, metavar="S",
+                   help="fits per probe quantity (fold split, inner split); the value is "
+                        "their mean and its error includes their spread")
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
                    "(resnet18_cifar, resnet18, resnet50), optionally FORMAT:ARCH to force "
                    "a layout (torchvision:resnet50, timm:resnet50, solo-learn:resnet18, "
@@ -400,6 +404,7 @@ def _run_features_cli(args: argparse.Namespace):
     return measure_features(arrays["z"], a=arrays["a"], c=arrays["c"],
                             image_id=arrays["image_id"], quantities=args.quantity,
                             method=args.method, seed=args.seed, device=args.device,
+                            seeds=args.probe_seeds,
                             transformation=arrays.get("transformation", "custom"),
                             name=str(args.features))
 
@@ -418,7 +423,7 @@ def run_measure_cli(args: argparse.Namespace) -> int:
     kw = dict(dataset=args.dataset, quantities=args.quantity, layer=args.layer,
               method=args.method, n_images=args.n_images, seed=args.seed, split=args.split,
               data_dir=args.data_dir, transformations=args.transforms, arch=args.arch,
-              device=args.device, progress=not args.quiet,
+              device=args.device, progress=not args.quiet, seeds=args.probe_seeds,
               dataset_params=_data_params(args.data_param))
     if args.features:   # arrays from anywhere: one report, its problem is the command's
         reports, failures = [_run_features_cli(args)], []

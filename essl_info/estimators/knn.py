@@ -95,15 +95,11 @@ def jitter(values: np.ndarray, rng: np.random.Generator, scale: float) -> np.nda
 
 def unit_scale(values: np.ndarray) -> np.ndarray:
     """(n, d) values with each column divided by its standard deviation (ddof=0); constant
-    columns unchanged. Scaling is done in two steps (by the column's max |value| first) so
-    that finite inputs near the float64 limit cannot overflow in the variance, and the
-    standard deviation is taken over the sorted column so that it does not depend on the
-    order of the rows (permuting rows permutes the estimate's inputs exactly)."""
-    big = np.abs(values).max(axis=0)
-    big = np.where(big > 0, big, 1.0)
-    scaled = values / big
-    s = np.sort(scaled, axis=0).std(axis=0)   # sorted: the scale ignores the row order
-    return scaled / np.where(s > 0, s, 1.0)
+    columns unchanged. The standard deviation is taken over the sorted column so that it
+    does not depend on the order of the rows (permuting rows permutes the estimate's inputs
+    exactly). Inputs large enough to overflow it are refused by ``inputs.py``."""
+    s = np.sort(values, axis=0).std(axis=0)
+    return values / np.where(s > 0, s, 1.0)
 
 
 def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
