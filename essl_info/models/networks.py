@@ -191,6 +191,14 @@ def _resnet50(in_channels: int, width: int) -> ResNet:
                   "imagenet")
 
 
+@register_backbone("resnet50_cifar", default_width=64, head_width=2048,
+                   summary="ResNet-50 with a 3x3 stem and no max-pool (Understanding-ESSL "
+                           "CIFAR_Network with resnet50); 2048-d features")
+def _resnet50_cifar(in_channels: int, width: int) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), [width * 2**i for i in range(4)], in_channels,
+                  "cifar")
+
+
 def build_backbone(name: str, in_channels: int = 3, width: int | None = None) -> ResNet:
     """The registered backbone ``name``; ``width`` defaults to the backbone's own."""
     if name not in BACKBONES:
