@@ -89,7 +89,7 @@ def _features(z):
                     layer="backbone", transformation="rotation4", n_labels=k, n_classes=3)
 
 
-def test_estimates_carry_bootstrap_intervals():
+def test_estimates_carry_intervals():
     rng = np.random.default_rng(3)
     z0 = rng.standard_normal((80, 4))
     noisy = [z0] + [z0 @ _rotation(4, rng).T + 0.3 * rng.standard_normal((80, 4))
@@ -98,6 +98,21 @@ def test_estimates_carry_bootstrap_intervals():
     w, g = est["Wahba"], est["gamma_f"]
     assert 0 < w.value < 1 and w.stderr > 0 and w.ci[0] < w.value < w.ci[1]
     assert g.params["transformation"] == "rotation4" and g.n == 80
+    assert w.params["stderr_method"].startswith("subsampling")
     exact = [z0] + [z0 @ _rotation(4, rng).T for _ in range(3)]
     est = equivariance_estimates(_features(np.stack(exact)), seed=0)
     assert all(abs(e.value) < 1e-5 and e.ci[1] < 1e-5 for e in est)
+
+
+def test_measure_reports_them_with_intervals():
+    from measure_helpers import tiny_checkpoint
+
+    from essl_info import measure
+
+    rep = measure(tiny_checkpoint(), quantities=["Wahba", "gamma_f", "I(A;C)"], n_images=30)
+    assert sorted(e.quantity for e in rep.estimates) == ["I(A;C)", "Wahba", "gamma_f"]
+    w = rep.get("Wahba", "wahba-svd")
+    # a small CNN trained two epochs is far from rotation-equivariant
+    assert 0 < w.value < 4 and w.ci[0] < w.value < w.ci[1] and w.n == 30
+    assert w.params["units"] == "squared distance on the unit sphere"
+    assert rep.get("gamma_f", "wahba-svd").value > 0.05

@@ -234,11 +234,15 @@ def test_understanding_essl_c4resnet18(tmp_path):
     assert ckpt["train"]["format"] == "wang-c4resnet18"
     assert ckpt["model"]["feature_dim"] == 64 * 16
     _features_match(ckpt, net, _images(), EQ_MEAN, EQ_STD)
-    # the same file through measure --arch
-    rep = measure(path, arch="p4_resnet18", dataset="rotation-world", quantities=["I(A;Z)"],
-                  method="probe", n_images=16,
+    # the same file through measure --arch: the features of a p4 network rotate by a
+    # permutation of coordinates, an orthogonal map, so the Wahba error and gamma_f are 0
+    rep = measure(path, arch="p4_resnet18", dataset="rotation-world",
+                  quantities=["Wahba", "gamma_f"], n_images=16,
                   dataset_params={"image_size": 32, "n_images": 64, "n_test": 24})
     assert rep.provenance["imported"]
+    for q in ("Wahba", "gamma_f"):
+        e = rep.get(q, "wahba-svd")
+        assert abs(e.value) < 1e-5 and e.ci[1] < 1e-5 and e.n == 16
     # another backbone cannot hold it: said plainly, with the one that can
     with pytest.raises(CheckpointError, match="import it with --arch p4_resnet18"):
         import_foreign(path, arch="resnet18_cifar", image_size=32, **DATA)

@@ -21,7 +21,8 @@ L2-normalised (the unit-sphere embedding of contrastive learning):
   embedding as far as a change of image does.
 
 Both are pure functions of arrays; ``equivariance_estimates`` turns ``Features`` into
-``Estimate`` rows with a bootstrap over images (the fit is closed-form: no seed variance).
+``Estimate`` rows with a subsampling standard error over images (the fit is closed-form:
+no seed variance).
 """
 
 from __future__ import annotations
@@ -88,47 +89,48 @@ def equivariance_metrics(z: np.ndarray) -> dict[str, float]:
     return {"Wahba": wahba, "gamma_f": wahba / spread}
 
 
-def equivariance_estimates(feats, *, n_boot: int = 100, max_images: int = 256,
+def equivariance_estimates(feats, *, max_images: int = 256, subsamples: int = 20,
                            seed: int = 0) -> list[Estimate]:
     """``Estimate`` rows (quantities ``"Wahba"`` and ``"gamma_f"``) of ``Features``.
 
     At most ``max_images`` images (a seeded subset, so the d > n path stays an n × n
-    problem); the interval is a percentile bootstrap over images (``n_boot`` resamples,
-    each refitting R), its standard error the bootstrap standard deviation.
+    problem); images with a zero embedding under some label are left out (counted in
+    ``diagnostics``). The standard error is the library's rule for statistics of images,
+    ``resampling.subsample_stderr`` over images (disjoint blocks without replacement, delete-d
+    jackknife): a bootstrap with replacement would duplicate points, which an in-sample
+    rotation fits more easily. The fit is closed-form, so no seed variance enters. Being an
+    in-sample fit, the error falls as d/n grows (with d ≥ n it measures the mismatch of
+    inner products only): compare values at equal numbers of images.
     """
+    from ..estimators.resampling import subsample_stderr
+
     rng = np.random.default_rng(seed)
     k = feats.n_labels
     ids = np.unique(feats.image_id)
+    zero = np.unique(feats.image_id[np.linalg.norm(feats.z, axis=1) == 0])
+    ids = np.setdiff1d(ids, zero)    # a zero embedding has no direction: left out, counted
     if len(ids) > max_images:
         ids = np.sort(rng.choice(ids, size=max_images, replace=False))
+    if len(ids) < 4:
+        raise ValueError(f"equivariance metrics need >= 4 images with non-zero embeddings "
+                         f"under every label, got {len(ids)}")
     pos = {int(i): j for j, i in enumerate(ids)}
     keep = np.isin(feats.image_id, ids)
     z = np.zeros((k, len(ids), feats.z.shape[1]))
     z[feats.a[keep], [pos[int(i)] for i in feats.image_id[keep]]] = feats.z[keep]
     point = equivariance_metrics(z)
-    boots = {q: [] for q in QUANTITIES}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(ids), size=len(ids))
-        if len(np.unique(idx)) < 2:
-            continue
-        try:
-            m = equivariance_metrics(z[:, idx])
-        except ValueError:
-            continue
-        for q in QUANTITIES:
-            boots[q].append(m[q])
     out = []
     for q in QUANTITIES:
-        b = np.asarray(boots[q])
+        sub = subsample_stderr(lambda rows: equivariance_metrics(z[:, rows])[q], len(ids),
+                               subsamples=subsamples, min_size=10, seed=seed)
         out.append(Estimate(
-            point[q], stderr=float(b.std(ddof=1)),
-            ci=(float(np.quantile(b, 0.025)), float(np.quantile(b, 0.975))),
-            method="wahba-svd", n=len(ids), quantity=q,
+            point[q], stderr=sub.stderr, method="wahba-svd", n=len(ids), quantity=q,
             params={"transformation": feats.transformation, "layer": feats.layer,
                     "units": "squared distance on the unit sphere" if q == "Wahba"
-                    else "ratio", "stderr_method": "bootstrap over images",
-                    "n_boot": len(b), "seed": seed},
-            diagnostics={"labels": k, "max_images": max_images}))
+                    else "ratio", **sub.params(), "seed": seed},
+            diagnostics={"labels": k, "max_images": max_images,
+                         "zero_embedding_images": int(len(zero)),
+                         **({"stderr_missing": sub.reason} if sub.stderr is None else {})}))
     return out
 
 

@@ -27,6 +27,7 @@ import torch
 
 from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
+from .equivariance import QUANTITIES as EQUIVARIANCE, equivariance_estimates
 from .features import LAYERS, check_layer, extract_features
 from .quantities import METHODS, QUANTITIES, Context, disagreements, estimate_quantities
 from ..estimators.probe_families import resolve_device
@@ -113,7 +114,8 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     ----------
     checkpoint : path, loaded checkpoint dict, or None for the bundled digits checkpoint.
     dataset : registry name or ``ImageDataset`` (default: the checkpoint's own dataset).
-    quantities : names from ``QUANTITIES`` (default: all).
+    quantities : names from ``QUANTITIES`` and the geometric equivariance metrics
+        ``"Wahba"``, ``"gamma_f"`` (``diagnostics.equivariance``; default: all).
     layer : ``"backbone"`` (default) or ``"projector"``.
     method : ``"auto"`` (probe and kNN, flagged where they disagree), ``"probe"``, ``"knn"``.
     n_images : measure on a seeded random subset of this many images (default: all).
@@ -134,10 +136,13 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     from ..models.checkpoint import model_from_checkpoint
 
     t0 = time.perf_counter()
-    names = list(QUANTITIES) if quantities is None else list(quantities)
-    unknown = [q for q in names if q not in QUANTITIES]
+    names = list(QUANTITIES) + list(EQUIVARIANCE) if quantities is None else list(quantities)
+    unknown = [q for q in names if q not in QUANTITIES and q not in EQUIVARIANCE]
     if unknown:
-        raise ValueError(f"unknown quantity {unknown[0]!r}; choose from {list(QUANTITIES)}")
+        raise ValueError(f"unknown quantity {unknown[0]!r}; choose from "
+                         f"{list(QUANTITIES) + list(EQUIVARIANCE)}")
+    geometric = [q for q in names if q in EQUIVARIANCE]
+    names = [q for q in names if q in QUANTITIES]
     if method not in METHOD_CHOICES:
         raise ValueError(f"method must be one of {sorted(METHOD_CHOICES)}, got {method!r}")
     check_layer(layer)
@@ -170,7 +175,14 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
                                      f"{len(feats)} rows identical): Z carries no "
                                      f"information, every I(.;Z) is ~0"})
         ctx = Context(feats, seed=seed, folds=folds, device=device, k=k)
-        estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method])
+        estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method]) if names else []
+        if geometric and not feats.collapsed:   # Wahba error, gamma_f (bootstrap intervals)
+            try:
+                estimates += [e for e in equivariance_estimates(feats, seed=seed)
+                              if e.quantity in geometric]
+            except ValueError as err:
+                flags.append({"kind": "equivariance", "transformation": t,
+                              "message": f"[{t}] no equivariance metrics: {err}"})
     flags += disagreements(estimates)
     progress_info = ckpt.get("progress", {})
     provenance = {
@@ -212,7 +224,8 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="folder with the dataset's files")
     p.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset knob, e.g. --data-param m=2 (repeatable)")
-    p.add_argument("--quantity", action="append", choices=list(QUANTITIES), default=None,
+    p.add_argument("--quantity", action="append", default=None,
+                   choices=list(QUANTITIES) + list(EQUIVARIANCE),
                    help="a quantity to estimate (repeatable; default: all)")
     p.add_argument("--method", choices=sorted(METHOD_CHOICES), default="auto",
                    help="auto: probe and kNN (flagged where they disagree)")
