@@ -104,15 +104,20 @@ def test_estimates_carry_intervals():
     assert all(abs(e.value) < 1e-5 and e.ci[1] < 1e-5 for e in est)
 
 
-def test_measure_reports_them_with_intervals():
+def test_measure_reports_them_with_intervals(capsys):
+    import json
+
     from measure_helpers import tiny_checkpoint
 
-    from essl_info import measure
+    from essl_info import cli
 
-    rep = measure(tiny_checkpoint(), quantities=["Wahba", "gamma_f", "I(A;C)"], n_images=30)
-    assert sorted(e.quantity for e in rep.estimates) == ["I(A;C)", "Wahba", "gamma_f"]
-    w = rep.get("Wahba", "wahba-svd")
+    assert cli.main(["measure", str(tiny_checkpoint()), "--quantity", "I(A;C)",
+                     "--equivariance", "--n-images", "30", "--json", "--quiet"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {e["quantity"]: e for e in doc["estimates"]}
+    assert sorted(rows) == ["I(A;C)", "Wahba", "gamma_f"]
+    w = rows["Wahba"]
     # a small CNN trained two epochs is far from rotation-equivariant
-    assert 0 < w.value < 4 and w.ci[0] < w.value < w.ci[1] and w.n == 30
-    assert w.params["units"] == "squared distance on the unit sphere"
-    assert rep.get("gamma_f", "wahba-svd").value > 0.05
+    assert 0 < w["value"] < 4 and w["ci"][0] < w["value"] < w["ci"][1] and w["n"] == 30
+    assert w["params"]["units"] == "squared distance on the unit sphere"
+    assert rows["gamma_f"]["value"] > 0.05 and rows["gamma_f"]["stderr"] > 0

@@ -107,15 +107,17 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
             seed: int = 0, split: str = "test", data_dir: str | None = None,
             transformations=None, arch: str | None = None, device: str = "cpu",
             batch_size: int = 256, folds: int = 5, k: int = 3, progress: bool = False,
-            dataset_params: Mapping[str, Any] | None = None) -> Report:
+            dataset_params: Mapping[str, Any] | None = None,
+            equivariance: bool = False) -> Report:
     """Information quantities of a checkpoint's representation, in nats.
 
     Parameters
     ----------
     checkpoint : path, loaded checkpoint dict, or None for the bundled digits checkpoint.
     dataset : registry name or ``ImageDataset`` (default: the checkpoint's own dataset).
-    quantities : names from ``QUANTITIES`` and the geometric equivariance metrics
-        ``"Wahba"``, ``"gamma_f"`` (``diagnostics.equivariance``; default: all).
+    quantities : names from ``QUANTITIES`` (default: all of them), and the geometric
+        equivariance metrics ``"Wahba"``, ``"gamma_f"`` (``diagnostics.equivariance``).
+    equivariance : add both geometric metrics (Wahba error, γ_f; n counts images).
     layer : ``"backbone"`` (default) or ``"projector"``.
     method : ``"auto"`` (probe and kNN, flagged where they disagree), ``"probe"``, ``"knn"``.
     n_images : measure on a seeded random subset of this many images (default: all).
@@ -136,7 +138,8 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     from ..models.checkpoint import model_from_checkpoint
 
     t0 = time.perf_counter()
-    names = list(QUANTITIES) + list(EQUIVARIANCE) if quantities is None else list(quantities)
+    names = list(QUANTITIES) if quantities is None else list(quantities)
+    names += [q for q in EQUIVARIANCE if equivariance and q not in names]
     unknown = [q for q in names if q not in QUANTITIES and q not in EQUIVARIANCE]
     if unknown:
         raise ValueError(f"unknown quantity {unknown[0]!r}; choose from "
@@ -236,6 +239,8 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-images", type=int, default=None, help="a seeded subset of images")
     p.add_argument("--arch", default=None, help="backbone of a foreign checkpoint "
                    "(resnet18_cifar, resnet18, resnet50); needs --dataset")
+    p.add_argument("--equivariance", action="store_true", help="also the geometric "
+                   "equivariance metrics: Wahba error and gamma_f (Gupta et al.'s CARE)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     out = p.add_mutually_exclusive_group()
@@ -260,7 +265,7 @@ def run_measure_cli(args: argparse.Namespace) -> int:
                        layer=args.layer, method=args.method, n_images=args.n_images,
                        seed=args.seed, split=args.split, data_dir=args.data_dir,
                        transformations=args.transforms, arch=args.arch, device=args.device,
-                       progress=not args.quiet,
+                       progress=not args.quiet, equivariance=args.equivariance,
                        dataset_params=_data_params(args.data_param)) for p in paths]
     if args.json:
         print(fmt.to_json(reports[0] if len(reports) == 1 else reports))
