@@ -305,6 +305,8 @@ def add_rank_arguments(p: argparse.ArgumentParser) -> None:
                         "machine)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--choose", action="store_true", help="also decide, per transformation, "
+                   "invariant or equivariant (diagnostics.choice states the rule)")
 
 
 # load_dataset arguments that have their own command-line option
@@ -338,7 +340,14 @@ def run_rank_cli(args: argparse.Namespace) -> int:
                           image_size=args.image_size, data_dir=args.data_dir,
                           device=args.device, threads=args.threads,
                           progress=not args.quiet, **_data_params(args.data_param))
+    if args.choose:   # Xie et al.'s question, answered by diagnostics.choice's rule
+        from .choice import choose_roles, format_choices, train_flags
+
+        choices = choose_roles(rep)
+        rep.extra["choice"] = {"roles": choices, "train_flags": train_flags(choices)}
     print(fmt.to_json(rep) if args.json else fmt.format_rank_table(rep))
+    if args.choose and not args.json:
+        print(format_choices(choices))
     return 0
 
 
