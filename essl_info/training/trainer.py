@@ -6,7 +6,9 @@ separate, smaller crop, with all K transformed copies of each image in the batch
 ``loss = SSL + λ · CE`` (λ = 0.4 for SimCLR). Options for the papers' experiments:
 ``ssl="none"`` (pure transformation prediction, Wang et al. 2024), the base augmentation of
 the transformation branch, class information added or eliminated (gradient reversal), and
-an order-preserving loss for scale-valued transformations (our reading of Xie et al. 2022).
+an order-preserving loss for scale-valued transformations (our reading of Xie et al. 2022),
+the CARE objective in place of the CE head (``objective="care"``, Gupta et al.) and any
+transformation as an invariance augmentation of the SSL views (``invariant``).
 
 Everything a run depends on is one frozen ``TrainConfig``, saved into the checkpoint.
 Fields left ``None`` are filled from the dataset's recipe (``RECIPES``) by
@@ -83,7 +85,7 @@ def invariance_views(v: torch.Tensor, names: tuple[str, ...],
     (Dangovski et al. 2022, Fig. 1: the transformation made invariant, not predicted)."""
     for t in parse_transformations(list(names)) if names else []:
         a = torch.randint(t.n_classes, (v.shape[0],), generator=g, device=v.device)
-        v = t.apply(v, a)
+        v = (t.unchecked or t.apply)(v, a)   # labels in range by construction: no sync
     return v
 
 
