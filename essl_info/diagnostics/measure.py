@@ -105,10 +105,10 @@ def _transformations(ckpt: Mapping[str, Any], requested) -> list[str]:
 def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None = None,
             layer: str = "backbone", method: str = "auto", n_images: int | None = None,
             seed: int = 0, split: str = "test", data_dir: str | None = None,
+            equivariance: bool = False,
             transformations=None, arch: str | None = None, device: str = "cpu",
             batch_size: int = 256, folds: int = 5, k: int = 3, progress: bool = False,
-            dataset_params: Mapping[str, Any] | None = None,
-            equivariance: bool = False) -> Report:
+            dataset_params: Mapping[str, Any] | None = None) -> Report:
     """Information quantities of a checkpoint's representation, in nats.
 
     Parameters
@@ -172,20 +172,20 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         feats = extract_features(model, ds, t, layer=layer, batch_size=batch_size,
                                  device=device, progress=progress)
         rows[t] = len(feats)
-        if feats.collapsed:
-            flags.append({"kind": "collapsed", "transformation": t,
-                          "message": f"[{t}] the {layer} features are collapsed (all "
-                                     f"{len(feats)} rows identical): Z carries no "
-                                     f"information, every I(.;Z) is ~0"})
-        ctx = Context(feats, seed=seed, folds=folds, device=device, k=k)
-        estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method]) if names else []
-        if geometric and not feats.collapsed:   # Wahba error, gamma_f (bootstrap intervals)
+        if geometric and not feats.collapsed:   # Wahba error, gamma_f (diagnostics.equivariance)
             try:
                 estimates += [e for e in equivariance_estimates(feats, seed=seed)
                               if e.quantity in geometric]
             except ValueError as err:
                 flags.append({"kind": "equivariance", "transformation": t,
                               "message": f"[{t}] no equivariance metrics: {err}"})
+        if feats.collapsed:
+            flags.append({"kind": "collapsed", "transformation": t,
+                          "message": f"[{t}] the {layer} features are collapsed (all "
+                                     f"{len(feats)} rows identical): Z carries no "
+                                     f"information, every I(.;Z) is ~0"})
+        ctx = Context(feats, seed=seed, folds=folds, device=device, k=k)
+        estimates += estimate_quantities(ctx, names, METHOD_CHOICES[method])
     flags += disagreements(estimates)
     progress_info = ckpt.get("progress", {})
     provenance = {
