@@ -27,7 +27,7 @@ from essl_info.errors import CheckpointError
 from essl_info.models.checkpoint import model_from_checkpoint
 from essl_info.models.importers import import_foreign
 
-DATA = dict(dataset="rotation-world", n_images=64, n_test=96)
+DATA = dict(dataset="rotation-world", n_images=64, n_test=120)
 # Equivariant Network/train.py: transforms.Normalize(mean=[x / 255.0 for x in [125.3, 123.0,
 # 113.9]], std=[x / 255.0 for x in [63.0, 62.1, 66.7]])
 EQ_MEAN = torch.tensor([125.3, 123.0, 113.9]).view(1, 3, 1, 1) / 255.0
@@ -237,12 +237,12 @@ def test_understanding_essl_c4resnet18(tmp_path):
     # the same file through measure --arch: the features of a p4 network rotate by a
     # permutation of coordinates, an orthogonal map, so the Wahba error and gamma_f are 0
     rep = measure(path, arch="p4_resnet18", dataset="rotation-world",
-                  quantities=["Wahba", "gamma_f"], n_images=80,   # measure's minimum
-                  dataset_params={"image_size": 32, "n_images": 64, "n_test": 96})
+                  quantities=["Wahba", "gamma_f"], n_images=100,  # measure's minimum
+                  dataset_params={"image_size": 32, "n_images": 64, "n_test": 120})
     assert rep.provenance["imported"]
     for q in ("Wahba", "gamma_f"):
         e = rep.get(q, "wahba-svd")
-        assert abs(e.value) < 1e-5 and e.ci[1] < 1e-5 and e.n == 80
+        assert abs(e.value) < 1e-5 and e.ci[1] < 1e-5 and e.n == 100
     # another backbone cannot hold it: said plainly, with the one that can
     with pytest.raises(CheckpointError, match="import it with --arch p4_resnet18"):
         import_foreign(path, arch="resnet18_cifar", image_size=32, **DATA)
