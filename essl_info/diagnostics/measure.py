@@ -29,6 +29,7 @@ import torch
 from ..data import parse_transformations
 from ..errors import CheckpointError, DataError
 from .any_model import measure_features, user_model_and_dataset
+from .equivariance import QUANTITIES as EQUIVARIANCE, equivariance_estimates
 from .features import LAYERS, check_layer, evaluating, extract_features
 from .quantities import (METHODS, PROBE_SEEDS, QUANTITIES, Context, disagreements,
                          estimate_quantities, range_checks)
@@ -123,6 +124,7 @@ MIN_IMAGES_WHY = ("the probes are cross-fitted over 5 folds of images, with one 
 def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None = None,
             layer: str = "backbone", method: str = "auto", n_images: int | None = None,
             seed: int = 0, split: str = "test", data_dir: str | None = None,
+            equivariance: bool = False,
             transformations=None, arch: str | None = None, device: str = "cpu",
             batch_size: int = 256, folds: int = 5, k: int = 3, progress: bool = False,
             dataset_params: Mapping[str, Any] | None = None,
@@ -143,7 +145,9 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
         loaded (or resized) at ``image_size`` before the transformation. All three are
         recorded in ``provenance["model"]``.
     dataset : registry name or ``ImageDataset`` (default: the checkpoint's own dataset).
-    quantities : names from ``QUANTITIES`` (default: all).
+    quantities : names from ``QUANTITIES`` (default: all of them), and the geometric
+        equivariance metrics ``"Wahba"``, ``"gamma_f"`` (``diagnostics.equivariance``).
+    equivariance : add both geometric metrics (Wahba error, γ_f; n counts images).
     layer : ``"backbone"`` (default) or ``"projector"``.
     method : ``"auto"`` (probe and kNN, flagged where they disagree), ``"probe"``, ``"knn"``.
     n_images : measure on a seeded random subset of this many images (default: all).
@@ -166,7 +170,7 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
     from ..models.checkpoint import model_from_checkpoint
 
     t0 = time.perf_counter()
-    names = quantity_names(quantities, method)
+    names = quantity_names(quantities, method, equivariance)
     check_layer(layer)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -233,12 +237,15 @@ def measure(checkpoint=None, *, dataset=None, quantities: Sequence[str] | None =
                   extra={"flags": flags} if flags else {})
 
 
-def quantity_names(quantities, method: str) -> list[str]:
-    """The requested quantities (default: all), checked with the method before any work."""
+def quantity_names(quantities, method: str, equivariance: bool = False) -> list[str]:
+    """The requested quantities (default: every information quantity, plus the geometric
+    equivariance metrics with ``equivariance``), checked with the method before any work."""
     names = list(QUANTITIES) if quantities is None else list(quantities)
-    unknown = [q for q in names if q not in QUANTITIES]
+    names += [q for q in EQUIVARIANCE if equivariance and q not in names]
+    unknown = [q for q in names if q not in QUANTITIES and q not in EQUIVARIANCE]
     if unknown:
-        raise ValueError(f"unknown quantity {unknown[0]!r}; choose from {list(QUANTITIES)}")
+        raise ValueError(f"unknown quantity {unknown[0]!r}; choose from "
+                         f"{list(QUANTITIES) + list(EQUIVARIANCE)}")
     if method not in METHOD_CHOICES:
         raise ValueError(f"method must be one of {sorted(METHOD_CHOICES)}, got {method!r}")
     return names
@@ -255,12 +262,21 @@ def estimate_from_features(feature_sets: Iterable, names: Sequence[str], method:
     ``progress``: a bar over the ``n_sets`` feature sets' estimates on stderr."""
     from .quantities import planned_estimates
 
+    geometric = [q for q in names if q in EQUIVARIANCE]   # Wahba error, gamma_f
+    names = [q for q in names if q in QUANTITIES]
     estimates, flags, rows = [], [], {}
     fits = _fit_progress(progress, n_sets * len(planned_estimates(names,
                                                                    METHOD_CHOICES[method])))
     for feats in feature_sets:
         t, layer = feats.transformation, feats.layer
         rows[t] = len(feats)
+        if geometric and not feats.collapsed:
+            try:
+                estimates += [e for e in equivariance_estimates(feats, seed=seed)
+                              if e.quantity in geometric]
+            except ValueError as err:
+                flags.append({"kind": "equivariance", "transformation": t,
+                              "message": f"[{t}] no equivariance metrics: {err}"})
         if feats.collapsed:
             flags.append({"kind": "collapsed", "transformation": t,
                           "message": f"[{t}] the {layer} features are collapsed (all "
@@ -344,9 +360,10 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset knob, e.g. --data-param m=2 (repeatable; default: the "
                         "checkpoint's)")
-    p.add_argument("--quantity", action="append", choices=list(QUANTITIES), default=None,
-                   help="a quantity to estimate (repeatable; default: all); quote it in a "
-                        "shell: --quantity 'I(A;C|Z)'")
+    p.add_argument("--quantity", action="append", default=None,
+                   choices=list(QUANTITIES) + list(EQUIVARIANCE),
+                   help="a quantity to estimate (repeatable; default: all information "
+                        "quantities); quote it in a shell: --quantity 'I(A;C|Z)'")
     p.add_argument("--method", choices=sorted(METHOD_CHOICES), default="auto",
                    help="auto: probe and kNN (flagged where they disagree)")
     p.add_argument("--layer", choices=list(LAYERS), default="backbone",
@@ -366,6 +383,8 @@ def add_measure_arguments(p: argparse.ArgumentParser) -> None:
                    "a layout (torchvision:resnet50, timm:resnet50, solo-learn:resnet18, "
                    "lightly:resnet18); needs --dataset (default: none, the file is an "
                    "essl_info checkpoint)")
+    p.add_argument("--equivariance", action="store_true", help="also the geometric "
+                   "equivariance metrics: Wahba error and gamma_f (Gupta et al.'s CARE)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the image subset, the probes' folds and the kNN tie noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -424,6 +443,7 @@ def run_measure_cli(args: argparse.Namespace) -> int:
               method=args.method, n_images=args.n_images, seed=args.seed, split=args.split,
               data_dir=args.data_dir, transformations=args.transforms, arch=args.arch,
               device=args.device, progress=not args.quiet, seeds=args.probe_seeds,
+              equivariance=args.equivariance,
               dataset_params=_data_params(args.data_param))
     if args.features:   # arrays from anywhere: one report, its problem is the command's
         reports, failures = [_run_features_cli(args)], []
@@ -500,6 +520,8 @@ def add_rank_arguments(p: argparse.ArgumentParser) -> None:
                         "machine)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--choose", action="store_true", help="also decide, per transformation, "
+                   "invariant or equivariant (diagnostics.choice states the rule)")
 
 
 # load_dataset arguments that have their own command-line option
@@ -533,7 +555,14 @@ def run_rank_cli(args: argparse.Namespace) -> int:
                           image_size=args.image_size, data_dir=args.data_dir,
                           device=args.device, threads=args.threads,
                           progress=not args.quiet, **_data_params(args.data_param))
+    if args.choose:   # Xie et al.'s question, answered by diagnostics.choice's rule
+        from .choice import choose_roles, format_choices, train_flags
+
+        choices = choose_roles(rep)
+        rep.extra["choice"] = {"roles": choices, "train_flags": train_flags(choices)}
     print(fmt.to_json(rep) if args.json else fmt.format_rank_table(rep))
+    if args.choose and not args.json:
+        print(format_choices(choices))
     return 0
 
 

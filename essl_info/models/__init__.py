@@ -3,5 +3,6 @@ schema (:mod:`.checkpoint`) and importers for the papers' checkpoint formats (:m
 """
 
 from .networks import BACKBONES, ESSLModel, build_backbone, model_spec
+from . import p4  # noqa: F401,E402  (registers the p4_resnet18 backbone)
 
 __all__ = ["BACKBONES", "ESSLModel", "build_backbone", "model_spec"]

@@ -26,6 +26,22 @@ Layouts (``FORMATS``; DDP ``module.`` prefixes are removed first):
   not imported) and ``linear.*`` (online classifier). Inputs in [0, 1], unnormalised
   (``transforms.ToTensor()`` only).
 
+- ``wang-resnet18``: Wang et al., Understanding-ESSL ``Equivariant Network/train.py`` with
+  ``--model resnet18``: ``torch.save(cnn.state_dict())`` of a DataParallel module, keys
+  ``conv1.{0,1}`` (3×3 stem conv, BN), ``conv{2..5}_x.i.residual_function.{0,2,4,5}``
+  (conv, [dropout], BN, [ReLU], conv, BN), ``shortcut.{0,1}``, the class head ``fc`` and the
+  rotation head ``projector``. The trunk is ``resnet18_cifar`` under other names (renamed
+  here). Inputs normalised with that code's constants (``WANG_EQUIVARIANT_NORMALISATION``).
+- ``wang-c4resnet18``: the same script with ``--model C4resnet18``: group convolutions,
+  ``BatchNorm3d`` under ``.bn``; held key for key by ``p4_resnet18``
+  (``essl_info.models.p4``). That code's D4 and E4 variants (``D4resnet18``,
+  ``E4C4resnet18``, ``E4D4resnet18``) have no backbone here and are refused as such.
+
+rdangovs/essl's ImageNet training file names one function, ``__main__.exclude_bias_and_norm``
+(its LARS optimizer keeps the parameter filter in ``param_groups``). That one name is
+allowed, mapped to an inert stand-in (``INERT_GLOBALS``) that refuses to run; nothing from
+the file is executed, and every other global is refused as before.
+
 ``--arch`` names the backbone to build (``essl_info.models.networks.BACKBONES``) and ``--dataset``
 the data to measure on (class count, image size). ``--arch FORMAT:ARCH`` (e.g.
 ``torchvision:resnet50``) forces a layout instead of recognising it.
@@ -47,6 +63,10 @@ from ..errors import CheckpointError
 
 CIFAR10_NORMALISATION = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 IMAGENET_NORMALISATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# Understanding-ESSL "Equivariant Network/train.py": mean (125.3, 123.0, 113.9)/255,
+# std (63.0, 62.1, 66.7)/255
+WANG_EQUIVARIANT_NORMALISATION = (tuple(v / 255 for v in (125.3, 123.0, 113.9)),
+                                  tuple(v / 255 for v in (63.0, 62.1, 66.7)))
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,40 @@ class ForeignFormat:
     # library layouts: (backbone keys, --arch, source) -> (backbone to build, keys renamed
     # to torchvision's, normalisation or None); see library_importers
     adapt: Callable[[dict, str, str], tuple[str, dict, tuple | None]] | None = None
+    rename: Callable | None = None    # backbone keys of the file -> essl_info's names
+    stem_key: str = "conv1.weight"    # (after renaming) the first conv: width, channels
+    archs: tuple[str, ...] = ()       # the backbones that can hold it (empty: any)
+    refuse: Callable | None = None    # flat -> a reason this file cannot be imported
+
+
+def _rename_wang_resnet18(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Understanding-ESSL ``Equivariant Network`` ResNet names -> torchvision names
+    (``conv1.0`` -> ``conv1``, ``conv1.1`` -> ``bn1``, ``conv{s}_x.i.residual_function.
+    {0,2,4,5}`` -> ``layer{s-1}.i.{conv1,bn1,conv2,bn2}``, ``shortcut`` -> ``downsample``).
+    A key of no known form is kept as it is, so that the strict match reports it."""
+    parts = {"0": "conv1", "2": "bn1", "4": "conv2", "5": "bn2"}
+    out = {}
+    for k, v in sd.items():
+        m = re.fullmatch(r"conv(\d)_x\.(\d+)\.(residual_function|shortcut)\.(\d)\.(.+)", k)
+        if k.startswith(("conv1.0.", "conv1.1.")):
+            k = ("conv1." if k[6] == "0" else "bn1.") + k[8:]
+        elif m and m[3] == "residual_function" and m[4] in parts:
+            k = f"layer{int(m[1]) - 1}.{m[2]}.{parts[m[4]]}.{m[5]}"
+        elif m and m[3] == "shortcut":
+            k = f"layer{int(m[1]) - 1}.{m[2]}.downsample.{m[4]}.{m[5]}"
+        out[k] = v
+    return out
+
+
+def _refuse_other_groups(flat: Mapping[str, torch.Tensor]) -> str | None:
+    """The D4 and E4 networks of Understanding-ESSL share the C4 network's names."""
+    w = flat.get("conv2_x.0.residual_function.0.weight")
+    if any(".v.0.weight" in k for k in flat):
+        return ("an Understanding-ESSL E4C4resnet18/E4D4resnet18 (E4-Net dynamic "
+                "convolutions) checkpoint")
+    if w is not None and w.ndim == 5 and w.shape[2] == 8:
+        return "an Understanding-ESSL D4resnet18 (rotations and flips) checkpoint"
+    return None
 
 
 FORMATS: dict[str, ForeignFormat] = {f.name: f for f in [
@@ -90,7 +144,35 @@ FORMATS: dict[str, ForeignFormat] = {f.name: f for f in [
         skipped={"projector.": "transformation-prediction head (K logits, not a "
                  "projector)", "linear.": "online linear classifier"},
         normalisation=((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))),
+    ForeignFormat(
+        "wang-resnet18", "Wang et al. 2024, kaotty/Understanding-ESSL Equivariant "
+        "Network/train.py --model resnet18",
+        signature="conv1.1.running_mean", backbone="",
+        skipped={"fc.": "class head", "projector.": "rotation-prediction head"},
+        normalisation=WANG_EQUIVARIANT_NORMALISATION, rename=_rename_wang_resnet18,
+        archs=("resnet18_cifar",)),
+    ForeignFormat(
+        "wang-c4resnet18", "Wang et al. 2024, kaotty/Understanding-ESSL Equivariant "
+        "Network/train.py --model C4resnet18",
+        signature="conv1.1.bn.running_mean", backbone="",
+        skipped={"fc.": "class head", "projector.": "rotation-prediction head"},
+        normalisation=WANG_EQUIVARIANT_NORMALISATION, stem_key="conv1.0.weight",
+        archs=("p4_resnet18",), refuse=_refuse_other_groups),
 ]}
+
+# Globals that a foreign file may name, each mapped to an inert stand-in (never run).
+INERT_GLOBALS = {
+    "__main__.exclude_bias_and_norm": "rdangovs/essl imagenet/simclr/main.py: the LARS "
+                                      "parameter filter kept in the optimizer's param_groups",
+}
+
+
+def _inert(name: str) -> Callable:
+    def stand_in(*args, **kwargs):
+        raise CheckpointError(f"{name} is an inert stand-in for a function named in a "
+                              f"foreign checkpoint; essl_info never runs it")
+    stand_in.__qualname__ = stand_in.__name__ = name.rsplit(".", 1)[-1]
+    return stand_in
 
 _CONTAINERS = ("state_dict.", "model.")   # top-level wrappers around a state dict
 
@@ -140,9 +222,9 @@ def detect_format(flat: Mapping[str, torch.Tensor], source: str = "file",
         return max(found, key=lambda f: len(f.also))   # first registered among equals
     heads = sorted({k.split(".")[0] for k in flat})[:10]
     raise CheckpointError(
-        f"{source}: unrecognised checkpoint layout (top-level key prefixes: {heads}); "
-        f"known foreign layouts: " + "; ".join(f"{f.name} ({f.signature})"
-                                             for f in FORMATS.values()))
+        f"{source}: unrecognised checkpoint layout (top-level key prefixes: {heads}); it "
+        f"cannot be imported: essl_info reads only the known foreign layouts "
+        + ", ".join(f.name for f in FORMATS.values()) + " (see essl_info.models.importers)")
 
 
 def _list(keys, n: int = 6) -> str:
@@ -203,12 +285,20 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
                               f"{sorted(BACKBONES)}")
     path = Path(path)
     source = str(path)
-    raw = _raw_load(path)
+    with torch.serialization.safe_globals([(_inert(n), n) for n in INERT_GLOBALS]):
+        raw = _raw_load(path)
     if isinstance(raw, dict) and "schema_version" in raw:
         raise CheckpointError(f"{source} is an essl_info checkpoint: measure it without "
                               f"--arch")
     flat = _strip_container(flatten_tensors(raw))
     fmt = detect_format(flat, source, forced or None)
+    reason = fmt.refuse(flat) if fmt.refuse else None
+    if reason:
+        raise CheckpointError(f"{source} is {reason}; essl_info has no backbone for it, so "
+                              f"it cannot be imported")
+    if fmt.archs and arch not in fmt.archs:
+        raise CheckpointError(f"{source} is a {fmt.name} checkpoint ({fmt.source}); import "
+                              f"it with --arch {' or '.join(fmt.archs)}, not {arch!r}")
 
     # account for every tensor: backbone, projector, duplicates, skipped parts
     claimed = [fmt.backbone, *fmt.duplicates, *fmt.skipped] + (
@@ -226,11 +316,16 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
 
     backbone_sd = _take(flat, fmt.backbone)
     normalisation = fmt.normalisation
+    if not fmt.backbone:   # the whole file is the backbone, but for the named heads
+        backbone_sd = {k: v for k, v in backbone_sd.items()
+                       if not k.startswith(tuple(fmt.skipped))}
+    if fmt.rename is not None:
+        backbone_sd = fmt.rename(backbone_sd)
     if fmt.adapt is not None:    # a library's layout: its names -> torchvision's, its stem
         arch, backbone_sd, normalisation = fmt.adapt(backbone_sd, arch, source)
-    conv1 = backbone_sd.get("conv1.weight")
+    conv1 = backbone_sd.get(fmt.stem_key)
     if conv1 is None or conv1.ndim != 4:
-        raise CheckpointError(f"{source}: no {fmt.backbone}conv1.weight in the file")
+        raise CheckpointError(f"{source}: no {fmt.backbone}{fmt.stem_key} in the file")
     width, in_channels = int(conv1.shape[0]), int(conv1.shape[1])
     try:
         ds = load_dataset(dataset, split="test", data_dir=data_dir, seed=seed,
@@ -284,6 +379,7 @@ def import_foreign(path: str | Path, *, arch: str, dataset: str, data_dir: str |
     }
 
 
-__all__ = ["FORMATS", "ForeignFormat", "detect_format", "flatten_tensors", "import_foreign"]
+__all__ = ["FORMATS", "INERT_GLOBALS", "ForeignFormat", "detect_format", "flatten_tensors",
+           "import_foreign"]
 
 from . import library_importers  # noqa: E402,F401  (registers its layouts in FORMATS)

@@ -218,6 +218,14 @@ for _depth in ("resnet18", "resnet50"):
     _library_variant(_depth, "cifar_norelu", "lightly (ResNetGenerator)")
 
 
+@register_backbone("resnet50_cifar", default_width=64, head_width=2048,
+                   summary="ResNet-50 with a 3x3 stem and no max-pool (Understanding-ESSL "
+                           "CIFAR_Network with resnet50); 2048-d features")
+def _resnet50_cifar(in_channels: int, width: int) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), [width * 2**i for i in range(4)], in_channels,
+                  "cifar")
+
+
 def build_backbone(name: str, in_channels: int = 3, width: int | None = None) -> ResNet:
     """The registered backbone ``name``; ``width`` defaults to the backbone's own."""
     if name not in BACKBONES:
@@ -410,7 +418,8 @@ class ESSLModel(nn.Module):
         return self.heads[name](h)
 
     def forward(self, views: Sequence[torch.Tensor], trans_inputs: dict[str, torch.Tensor],
-                probe_from: str = "view", trans_grad: bool = True) -> dict[str, Any]:
+                probe_from: str = "view", trans_grad: bool = True,
+                head_grad: bool = True) -> dict[str, Any]:
         """One training forward pass, all branches (so DDP sees a single ``forward``).
 
         views: SSL views, each (B, C, H, W) in [0, 1] (empty for ``--ssl none``).
@@ -421,6 +430,8 @@ class ESSLModel(nn.Module):
         trans_grad: False runs the transformation branch's backbone frozen (no gradients, no
             BatchNorm statistics; its heads then train on fixed features, as monitors: the
             ``lambda = 0`` baseline).
+        head_grad: False feeds the transformation heads detached features (they train as
+            monitors while another objective, e.g. CARE, shapes the backbone).
         Returns h / z / p (lists over views), trans_h and trans_logits (dicts),
         class_logits (on the concatenated transformation features, or None) and
         probe_logits (B, n_classes).
@@ -436,7 +447,8 @@ class ESSLModel(nn.Module):
             with torch.no_grad():
                 trans_h = {name: self.features(x) for name, x in trans_inputs.items()}
             self.backbone.train(was_training)
-        trans_logits = {name: self.heads[name](hi) for name, hi in trans_h.items()}
+        trans_logits = {name: self.heads[name](hi if head_grad else hi.detach())
+                        for name, hi in trans_h.items()}
         class_logits = None
         if self.class_head is not None and trans_h:
             class_logits = self.class_head(torch.cat(list(trans_h.values())))

@@ -23,6 +23,7 @@ from ..models.networks import BACKBONES, default_head_width
 
 SSL_CHOICES = ("simclr", "ntxent", "simsiam", "none")
 CLASS_INFO = ("normal", "add", "eliminate")
+OBJECTIVES = ("ce", "care")   # the equivariance term: CE of a head | CARE (Gupta et al.)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class TrainConfig:
     order_margin: float = 0.1
     label_sample_above: int = 8       # K above which each image carries a sample of labels
     labels_per_image: int = 4         # ... of this many, drawn afresh every step
+    objective: str = "ce"             # ce: predict A with a head | care: CARE (Gupta et al.)
+    invariant: tuple[str, ...] = ()   # transformations applied at random to the SSL views
     # model
     backbone: str | None = None
     width: int | None = None
@@ -154,6 +157,14 @@ def _validate(cfg: TrainConfig) -> None:
              f"{sorted(AUGMENT_PRESETS)}, got {getattr(cfg, name)!r}")
     need(len(cfg.transforms) > 0, "transforms must name at least one transformation")
     ts = parse_transformations(list(cfg.transforms))  # unknown / duplicate -> ValueError
+    need(cfg.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got "
+         f"{cfg.objective!r}")
+    need(not (cfg.objective == "care" and cfg.ssl == "none"),
+         "objective 'care' only preserves inner products, which a constant embedding also "
+         "does: use it with an SSL loss (--ssl simclr)")
+    inv = parse_transformations(list(cfg.invariant)) if cfg.invariant else []
+    need(not (inv and cfg.ssl == "none"), "--invariant augments the SSL views: it needs an "
+         "SSL loss (--ssl simclr)")
     need(cfg.lam >= 0 and math.isfinite(cfg.lam), f"lambda must be >= 0, got {cfg.lam}")
     need(not (cfg.ssl == "none" and cfg.lam == 0),
          "with ssl 'none' and lambda 0 nothing trains the backbone; use lambda > 0")
@@ -179,7 +190,7 @@ def _validate(cfg: TrainConfig) -> None:
          f"proj_dims must be (hidden, out), got {cfg.proj_dims}")
     # each transformation's own size rule (e.g. jigsaw4 needs even sides), now rather than
     # after the first epoch: apply it once to a blank image of every size it will see
-    for t in ts:
+    for t in ts + inv:
         for name in ("trans_size", "image_size"):
             size = getattr(cfg, name)
             try:
@@ -265,6 +276,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight of the order-preserving loss on scale-valued transforms")
     g.add_argument("--order-margin", type=float, default=d.order_margin,
                    help="margin of the order-preserving loss")
+    g.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
+                   help="equivariance term: ce (a head predicts the transformation) or care "
+                        "(CARE, Gupta et al.: inner products preserved under a shared "
+                        "transformation; the head then only monitors)")
+    g.add_argument("--invariant", default="", metavar="T1,T2",
+                   help="transformations applied with a random label to each SSL view "
+                        "(invariance), instead of or as well as predicting them (default: none)")
     g = p.add_argument_group("model")
     g.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
                    help="backbone network " + _recipe_default("backbone"))
@@ -380,6 +398,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_info=args.class_info, class_weight=args.class_weight,
         order_weight=args.order_weight, order_margin=args.order_margin,
         label_sample_above=args.label_sample_above, labels_per_image=args.labels_per_image,
+        objective=args.objective,
+        invariant=tuple(t.strip() for t in args.invariant.split(",") if t.strip()),
         backbone=args.backbone, width=args.width, proj_dims=proj, pred_dim=args.pred_dim,
         head_width=args.head_width, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum,

@@ -128,6 +128,32 @@ def order_loss(h: torch.Tensor, strengths: torch.Tensor, margin: float = 0.1) ->
     return F.relu(margin - (dist[hi] - dist[lo])).mean()
 
 
+def care_loss(h: torch.Tensor, k: int) -> torch.Tensor:
+    """CARE's equivariance term (Gupta, Robinson, Lim, Villar, Jegelka 2023/2024,
+    "Structuring Representation Geometry with Rotationally Equivariant Contrastive
+    Learning"): a transformation shared by two images must preserve their inner product,
+
+        E_{x ≠ x′, a ≠ a′} [ (f(a x′)ᵀ f(a x) − f(a′ x)ᵀ f(a′ x′))² ],
+
+    whose minima make every transformation act on the (unit-sphere) embedding as an
+    orthogonal map. h: (K·n, d) embeddings of the K transformed copies of n ≥ 2 images,
+    label-major (rows [a·n, (a+1)·n) have label a), L2-normalised here; the expectation is
+    the mean over all ordered pairs of distinct labels and distinct images, computed from
+    the K Gram matrices G_a (n, n) with Σ_{a,a′} (G_a − G_a′)² = 2K Σ_a G_a² − 2 (Σ_a G_a)².
+    Squared cosines: in [0, 4]. Alone it is minimised by a constant embedding, so it is used
+    beside a contrastive loss, as in CARE.
+    """
+    if k < 2 or h.ndim != 2 or h.shape[0] % k or h.shape[0] // k < 2:
+        raise ValueError(f"h must be (K*n, d) with K={k} >= 2 labels and n >= 2 images, got "
+                         f"{tuple(h.shape)}")
+    n = h.shape[0] // k
+    e = F.normalize(h.float(), dim=1).view(k, n, -1)                   # (K, n, d)
+    gram = e @ e.transpose(1, 2)                                       # (K, n, n)
+    pair_sums = 2 * k * (gram ** 2).sum(0) - 2 * gram.sum(0) ** 2      # (n, n)
+    off = ~torch.eye(n, dtype=torch.bool, device=h.device)
+    return pair_sums[off].sum() / (k * (k - 1) * n * (n - 1))
+
+
 # The SSL objectives the trainer can use, keyed by ``TrainConfig.ssl``: each maps the
 # model's outputs (lists z and p over the two views) and the temperature to a scalar.
 SSL_LOSSES = {

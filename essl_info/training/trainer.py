@@ -6,7 +6,9 @@ separate, smaller crop, with all K transformed copies of each image in the batch
 ``loss = SSL + λ · CE`` (λ = 0.4 for SimCLR). Options for the papers' experiments:
 ``ssl="none"`` (pure transformation prediction, Wang et al. 2024), the base augmentation of
 the transformation branch, class information added or eliminated (gradient reversal), and
-an order-preserving loss for scale-valued transformations (our reading of Xie et al. 2022).
+an order-preserving loss for scale-valued transformations (our reading of Xie et al. 2022),
+the CARE objective in place of the CE head (``objective="care"``, Gupta et al.) and any
+transformation as an invariance augmentation of the SSL views (``invariant``).
 
 Everything a run depends on is one frozen ``TrainConfig``, saved into the checkpoint.
 Fields left ``None`` are filled from the dataset's recipe (``RECIPES``) by
@@ -40,7 +42,7 @@ from ..output_paths import check_output_dir
 from ..data import Transformation, load_dataset, parse_transformations, sampled_transformed
 from ..data.augment import augment
 from ..errors import EsslInfoError
-from .losses import SSL_LOSSES, class_ce, order_loss, transformation_ce
+from .losses import SSL_LOSSES, care_loss, class_ce, order_loss, transformation_ce
 from ..models.networks import ESSLModel, count_parameters, model_spec
 from .monitors import evaluate
 from .preflight import check_trainable, resume_mismatch
@@ -73,10 +75,22 @@ def derive_seed(*keys: int) -> int:
 def term_weight(name: str, cfg: TrainConfig) -> float:
     """The weight of a named loss term in the total."""
     kind = name.split("/")[0]
-    if kind == "ce":  # a monitor head on frozen features when lambda = 0 (weight 1)
-        return cfg.lam if (cfg.ssl != "none" and cfg.lam > 0) else 1.0
+    if kind == "ce":  # a monitor head on frozen features when lambda = 0 or under CARE
+        return cfg.lam if (cfg.ssl != "none" and cfg.lam > 0 and cfg.objective == "ce") \
+            else 1.0
     return {"ssl": 1.0, "order": cfg.order_weight, "class": cfg.class_weight,
-            "probe": 1.0}[kind]
+            "probe": 1.0, "care": cfg.lam}[kind]
+
+
+def invariance_views(v: torch.Tensor, names: tuple[str, ...],
+                     g: torch.Generator) -> torch.Tensor:
+    """``v`` (B, C, H, W) with each transformation of ``names`` applied under a uniform
+    random label per image, in order: an invariance augmentation of the SSL views
+    (Dangovski et al. 2022, Fig. 1: the transformation made invariant, not predicted)."""
+    for t in parse_transformations(list(names)) if names else []:
+        a = torch.randint(t.n_classes, (v.shape[0],), generator=g, device=v.device)
+        v = (t.unchecked or t.apply)(v, a)   # labels in range by construction: no sync
+    return v
 
 
 # ======================================================================= the training step
@@ -99,7 +113,8 @@ def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Ten
         group["lr"] = lr
     # 1. inputs: two SSL views; one smaller crop carrying all K copies per transformation
     #    (a fresh draw of cfg.labels_per_image of them when K > cfg.label_sample_above)
-    views = [rt.to_input(augment(x, cfg.view_aug, generator=g)) for _ in range(2)] \
+    views = [rt.to_input(invariance_views(augment(x, cfg.view_aug, generator=g),
+                                          cfg.invariant, g)) for _ in range(2)] \
         if cfg.ssl != "none" else []
     crop = augment(x, cfg.base_aug, generator=g, out_size=cfg.trans_size)
     trans_inputs, trans_labels = {}, {}
@@ -110,7 +125,7 @@ def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Ten
     trans_grad = cfg.ssl == "none" or cfg.lam > 0
     with rt.autocast():
         out = fwd(views, trans_inputs, probe_from="view" if views else "trans",
-                  trans_grad=trans_grad)
+                  trans_grad=trans_grad, head_grad=cfg.objective == "ce")
     # 3. named loss terms
     terms: dict[str, torch.Tensor] = {}
     if cfg.ssl != "none":
@@ -120,6 +135,8 @@ def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Ten
     for t in transforms:
         terms[f"ce/{t.name}"] = transformation_ce(out["trans_logits"][t.name],
                                                   trans_labels[t.name])
+        if cfg.objective == "care" and trans_grad:
+            terms[f"care/{t.name}"] = care_loss(out["trans_h"][t.name], t.n_classes)
         if cfg.order_weight > 0 and t.scale_valued and trans_grad:
             terms[f"order/{t.name}"] = order_loss(out["trans_h"][t.name],
                                                   torch.tensor(t.strengths), cfg.order_margin)
