@@ -119,7 +119,7 @@ def test_ksg_and_frenzel_pompe_match_npeet(cond):
     z = np.random.default_rng(5).standard_normal((1500, 2)) if cond else None
     if cond:
         y = y + z
-    ours = estimate_mi(x, y, z, method="ksg").value
+    ours = estimate_mi(x, y, z, method="ksg", standardize=False).value   # npeet: raw units
     state = np.random.get_state()
     np.random.seed(0)
     theirs = npeet_plus.mi(x, y, z, k=3, base=np.e)
@@ -140,7 +140,7 @@ def test_estimators_equal_slow_references():
     x, y, z = _small()
     lab = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
     lab2 = (y[:, 0] > 0).astype(int)
-    kw = dict(jitter=0.0, subsamples=0)
+    kw = dict(jitter=0.0, subsamples=0, standardize=False)   # the references use raw units
     checks = [
         (estimate_mi(x, y, method="ksg", **kw), ref.ksg1(x, y)),
         (estimate_mi(x, y, method="ksg", norm="euclidean", **kw),
@@ -152,10 +152,10 @@ def test_estimators_equal_slow_references():
          ref.ross(lab, x, dist=ref.eucl)),
         (estimate_mi(lab, lab2, z, x_discrete=True, y_discrete=True, **kw),
          ref.labels_given_continuous(lab, lab2, z)),
-        (estimate_mi(np.round(x), np.round(y * 2), method="mixed", subsamples=0),
-         ref.gao_mixed(np.round(x), np.round(y * 2))),
-        (estimate_entropy(x, **kw), ref.kozachenko_leonenko(x)),
-        (estimate_entropy(x, norm="euclidean", **kw),
+        (estimate_mi(np.round(x), np.round(y * 2), method="mixed", subsamples=0,
+                     standardize=False), ref.gao_mixed(np.round(x), np.round(y * 2))),
+        (estimate_entropy(x, jitter=0.0, subsamples=0), ref.kozachenko_leonenko(x)),
+        (estimate_entropy(x, norm="euclidean", jitter=0.0, subsamples=0),
          ref.kozachenko_leonenko(x, norm="euclidean")),
     ]
     for est, expected in checks:
@@ -181,14 +181,15 @@ def test_kl_entropy_rejects_atoms_without_jitter():
 def test_discrete_cond_equals_weighted_strata():
     x, y, _ = _small(600, seed=2)
     c = np.random.default_rng(3).integers(0, 3, 600)
-    full = estimate_mi(x, y, c, cond_discrete=True, method="ksg", subsamples=0).value
+    kw = dict(subsamples=0, standardize=False)   # per-stratum data would rescale otherwise
+    full = estimate_mi(x, y, c, cond_discrete=True, method="ksg", **kw).value
     parts = [(np.sum(c == s), estimate_mi(x[c == s], y[c == s], method="ksg",
-                                          subsamples=0).value) for s in range(3)]
+                                          **kw).value) for s in range(3)]
     weighted = sum(m * v for m, v in parts) / 600
     assert full == pytest.approx(weighted, abs=1e-10)
     for method in ("ksg2", "mixed"):
-        est = estimate_mi(x, y, c, cond_discrete=True, method=method, subsamples=0)
-        sub = [estimate_mi(x[c == s], y[c == s], method=method, subsamples=0).value
+        est = estimate_mi(x, y, c, cond_discrete=True, method=method, **kw)
+        sub = [estimate_mi(x[c == s], y[c == s], method=method, **kw).value
                for s in range(3)]
         assert est.value == pytest.approx(sum(m * v for (m, _), v in zip(parts, sub)) / 600)
 
@@ -199,10 +200,11 @@ def test_ross_with_discrete_cond_equals_weighted_strata():
     c = rng.integers(0, 2, 800)
     lab = (rng.random(800) < 0.3 + 0.4 * c).astype(int) + rng.integers(0, 2, 800)
     z = lab[:, None] * (1 + c[:, None]) + rng.standard_normal((800, 2))
-    full = estimate_mi(lab, z, c, x_discrete=True, cond_discrete=True, subsamples=0)
+    kw = dict(subsamples=0, standardize=False)   # per-stratum data would rescale otherwise
+    full = estimate_mi(lab, z, c, x_discrete=True, cond_discrete=True, **kw)
     assert full.method == "ross"
     parts = [np.sum(c == s) * estimate_mi(lab[c == s], z[c == s], x_discrete=True,
-                                          subsamples=0).value for s in range(2)]
+                                          **kw).value for s in range(2)]
     assert full.value == pytest.approx(sum(parts) / 800, abs=1e-10)
 
 
@@ -281,3 +283,36 @@ def test_auto_choices(kinds, dims, expected):
 def test_knn_methods_are_registered_with_references():
     for name in ("ksg", "ksg2", "ross", "mixed", "npeet", "plugin"):
         assert name in MI_METHODS and MI_METHODS[name].reference
+
+
+# ========================================================================= units
+@pytest.mark.parametrize("method", ["ksg", "ksg2", "mixed"])
+def test_unit_free_by_default(method):
+    """The default rescales each continuous column by its standard deviation: x, 10x,
+    1000x and any per-column rescaling give the same estimate (issue: 0.841, 0.188, 0.000
+    on x, 10x, 100x of a Gaussian d=4 task without it)."""
+    task = gaussian(4, 0.6)
+    x, y = task.sample(2000, 1)
+    scales = [1.0, 10.0, 1000.0, np.array([1e-3, 1.0, 50.0, 1e4])]
+    values = [estimate_mi(x * s, y, method=method, subsamples=0).value for s in scales]
+    assert max(values) - min(values) < 0.02, values
+    assert min(values) > 0.5 * task.truth
+    if method != "ksg2":   # (ksg2's marginal radii make it less sensitive to units)
+        # without rescaling the units matter (the behaviour npeet-plus has)
+        raw = estimate_mi(x * 100.0, y, method=method, subsamples=0, standardize=False).value
+        assert raw < 0.5 * values[0]
+
+
+def test_standardize_equals_raw_estimate_on_standardised_data():
+    """standardize=True is exactly the raw estimator applied to x / std(x) (ddof=0)."""
+    x, y = gaussian(3, 0.5).sample(800, 2)
+    x = x * np.array([3.0, 0.1, 20.0])
+    ours = estimate_mi(x, y, method="ksg", subsamples=0, jitter=0.0).value
+    ref_value = ref.ksg1(x / x.std(axis=0), y / y.std(axis=0))
+    assert ours == pytest.approx(ref_value, abs=1e-10)
+
+
+def test_finite_huge_inputs_do_not_overflow():
+    x, y = gaussian(2, 0.5).sample(500, 0)
+    a = estimate_mi(x, y, subsamples=0).value
+    assert estimate_mi(x * 1e300, y, subsamples=0).value == pytest.approx(a, abs=1e-9)

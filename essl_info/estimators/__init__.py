@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import warnings
+
+import numpy as np
 
 from ..types import Estimate
-from .inputs import DataWarning, Variables, check_k, prepare_variable, prepare_variables
+from .inputs import (DataWarning, Variable, Variables, check_k, prepare_variable,
+                     prepare_variables)
+from .ranges import range_flags, warn_flags
 from .registry import (
     AUTO_RULES,
     ENTROPY_METHODS,
@@ -49,6 +54,28 @@ def _check_params(spec, params: dict) -> None:
     if unknown:
         raise ValueError(f"method {spec.name!r} does not take {unknown}; its options are "
                          f"{sorted(known) or 'none'}")
+
+
+def _constant(var: Variable) -> bool:
+    """All rows identical: the variable carries no information."""
+    if var.discrete:
+        return var.n_categories == 1
+    return bool(np.all(var.values == var.values[:1]))
+
+
+def _ceiling(v: Variables) -> tuple[float | None, str]:
+    """Upper bound of I(x;y[|cond]) when x or y is discrete: its entropy (plug-in with the
+    Miller-Madow correction, the smaller of the two), in nats."""
+    best, name = None, ""
+    for var in (v.x, v.y):
+        if var.discrete:
+            counts = np.bincount(var.codes)
+            counts = counts[counts > 0]
+            p = counts / counts.sum()
+            h = float(-(p * np.log(p)).sum() + (len(counts) - 1) / (2 * v.n))
+            if best is None or h < best:
+                best, name = h, f"H({var.name}) = {h:.3f}"
+    return best, name
 
 
 def _default_quantity(v: Variables, entropy: bool = False) -> str:
@@ -118,12 +145,28 @@ def estimate_mi(
     if spec.uses_k:
         check_k(v.n, k)
     _check_params(spec, params)
+    name = quantity or _default_quantity(v)
+    for var in (v.x, v.y):
+        if _constant(var):
+            # I(X;Y|Z) = 0 exactly when X or Y is constant; kNN and probe estimators would
+            # return their small-sample bias (Gao's gives log n - psi(n) ~ 1/(2n) on
+            # identical rows) with a zero-width interval that excludes the truth
+            warnings.warn(f"{var.name} is constant (all {v.n} rows identical): it carries no "
+                          f"information, so {name} = 0 exactly", DataWarning, stacklevel=2)
+            return Estimate(0.0, 0.0, method=method, n=v.n, quantity=name,
+                            params={"seed": seed, "stderr_method": "exact (constant input)"},
+                            diagnostics={**diagnostics_extra,
+                                         "degenerate": f"{var.name} is constant"})
     est = spec.fn(v, k=k, seed=seed, **params)
-    return est.with_(
-        method=method,
-        quantity=quantity or _default_quantity(v),
-        diagnostics={**est.diagnostics, **diagnostics_extra},
-    )
+    est = est.with_(method=method, quantity=name,
+                    diagnostics={**est.diagnostics, **diagnostics_extra})
+    upper, upper_name = _ceiling(v)
+    flags = range_flags(est, lower=0.0, upper=upper, upper_name=upper_name)
+    if flags:
+        warn_flags(flags)
+        est = est.with_(diagnostics={**est.diagnostics,
+                                     "flags": [f["message"] for f in flags]})
+    return est
 
 
 def estimate_entropy(

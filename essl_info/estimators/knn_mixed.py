@@ -20,7 +20,7 @@ from scipy.special import digamma
 
 from ..types import Estimate
 from .inputs import Variables
-from .knn import _estimate, _no_or_discrete_cond
+from .knn import _estimate, _no_or_discrete_cond, unit_scale
 from .neighbors import Block, neighbor_stats
 from .registry import register_mi
 
@@ -66,8 +66,11 @@ def by_strata(value_fn, k: int):
     return fn
 
 
-def _mixed_blocks(v: Variables) -> list[Block]:
-    out = [Block(var.values, False, "max") for var in (v.x, v.y)]
+def _mixed_blocks(v: Variables, standardize: bool = True) -> list[Block]:
+    """x and y as numbers (each column divided by its standard deviation when
+    ``standardize``: atoms stay atoms, the estimate becomes unit-free), cond as strata."""
+    out = [Block(unit_scale(var.values) if standardize else var.values, False, "max")
+           for var in (v.x, v.y)]
     if v.cond is not None:
         out.append(Block(v.cond.codes, True))
     return out
@@ -75,10 +78,11 @@ def _mixed_blocks(v: Variables) -> list[Block]:
 
 @register_mi("mixed", supports=_no_or_discrete_cond, symmetric=True, reference=REF_GAO)
 def _mixed(v: Variables, *, k: int, seed: int, backend: str = "auto",
-           device: str | None = None, subsamples: int = 20, groups=None) -> Estimate:
+           device: str | None = None, subsamples: int = 20, groups=None,
+           standardize: bool = True) -> Estimate:
     """Gao et al. 2017 estimator for variables with atoms / ties (discrete cond by strata)."""
-    blocks = _mixed_blocks(v)
+    blocks = _mixed_blocks(v, standardize)
     fn = by_strata(lambda b: mixed_value(b, k, backend=backend, device=device), k)
     return _estimate(fn, blocks, v.n, k=k, seed=seed, subsamples=subsamples, groups=groups,
-                     params={"norm": "max", "jitter": 0.0})
+                     params={"norm": "max", "jitter": 0.0, "standardize": standardize})
 
