@@ -34,48 +34,83 @@ import torch
 from ..estimators.classifiers import torch_threads
 from ..estimators.probe import clustered_mean
 from ..estimators.probe_families import resolve_device
+from ..estimators.ranges import range_flags, warn_flags
+from ..estimators.resampling import combine_seeds
 from .transform_predictors import PredictorConfig, cross_fitted_losses
 from ..types import Estimate, Report
 
 # ========================================================================== verdicts
 
+Z_95 = 1.959963984540054
+
 
 @dataclass(frozen=True)
 class Verdict:
     """One reading of the theory: ``applies(r)`` on the measured numbers ``r`` (a dict
-    with h, h_se, h_xc, h_xc_se, i, i_se, log_k, tol; nats); ``reason`` is formatted
-    with ``r``. The first verdict of ``VERDICTS`` that applies is the verdict."""
+    with h, h_se, h_xc, h_xc_se, i, i_se: the fits' means and total standard errors, log_k,
+    tol, z (the 95 % normal quantile) and fits (the per-fit values); nats); ``reason`` is
+    formatted with ``r``. The first verdict of ``VERDICTS`` that applies is the verdict.
+
+    A number decides a reading only when its whole 95 % interval (value ± z·stderr, the
+    total error: sampling ⊕ seeds) lies on one side of the threshold; an interval that
+    straddles it, or fits whose own values fall on different sides, give *undetermined*.
+    """
 
     name: str
     applies: Callable[[dict], bool]
     reason: str
 
 
+def _learned_nothing(r: dict) -> bool:   # CE(q(a|x,c)) not below log K beyond tol + error
+    return r["log_k"] - r["h_xc"] <= r["tol"] + r["z"] * r["h_xc_se"]
+
+
 VERDICTS: list[Verdict] = [
-    Verdict("uninformative",
-            lambda r: r["log_k"] - r["h_xc"] <= r["tol"] + 2 * r["h_xc_se"],
-            "A cannot be predicted from X even knowing the class (CE {h_xc:.3f} ≈ log K = "
-            "{log_k:.3f}): the transformation is invisible, E-SSL has nothing to learn"),
-    Verdict("lossless/shortcut",
-            lambda r: r["h"] <= r["tol"] + 2 * r["h_se"],
-            "A is readable from X alone (H(A|X) ≈ {h:.3f}): since I(A;C|X) ≤ H(A|X) there is "
-            "no synergy, predicting A needs no class features"),
-    Verdict("synergistic",
-            lambda r: r["i"] - 2 * r["i_se"] > r["tol"],
-            "knowing the class helps predict A (I(A;C|X) = {i:.3f} ± {i_se:.3f}): "
-            "explaining-away, E-SSL with it should learn class features"),
-    Verdict("class-irrelevant",
-            lambda r: True,
+    Verdict("learned nothing", _learned_nothing,
+            "the predictors learned nothing: CE of q(a|x,c) {h_xc:.3f} ± {h_xc_se:.3f} is not "
+            "below log K = {log_k:.3f}, no better than a uniform guess; this is no evidence "
+            "about the transformation (too few images or too small a predictor look the same)"),
+    Verdict("undetermined", lambda r: r["fits_disagree"],
+            "the {n_fits} fits disagree ({fit_verdicts}; I(A;C|X) per fit {fit_i}): more "
+            "images or fits are needed to tell"),
+    Verdict("lossless/shortcut", lambda r: r["h"] + r["z"] * r["h_se"] <= r["tol"],
+            "A is readable from X alone (H(A|X) = {h:.3f} ± {h_se:.3f}, below {tol} nats): "
+            "since I(A;C|X) <= H(A|X) there is no synergy, predicting A needs no class "
+            "features"),
+    Verdict("undetermined", lambda r: r["h"] - r["z"] * r["h_se"] <= r["tol"],
+            "H(A|X) = {h:.3f} ± {h_se:.3f} straddles the shortcut threshold {tol} nats: "
+            "cannot tell a shortcut from an ambiguous transformation"),
+    Verdict("synergistic", lambda r: r["i"] - r["z"] * r["i_se"] > r["tol"],
+            "knowing the class helps predict A (I(A;C|X) = {i:.3f} ± {i_se:.3f}, above {tol} "
+            "nats): explaining-away, E-SSL with it should learn class features"),
+    Verdict("class-irrelevant", lambda r: r["i"] + r["z"] * r["i_se"] <= r["tol"],
             "A is partly ambiguous (H(A|X) = {h:.3f}) but the class hardly resolves it "
-            "(I(A;C|X) = {i:.3f} ± {i_se:.3f}, not above {tol} nats by 2 stderr): little "
-            "synergy expected"),
+            "(I(A;C|X) = {i:.3f} ± {i_se:.3f}, below {tol} nats): little synergy expected"),
+    Verdict("undetermined", lambda r: True,
+            "I(A;C|X) = {i:.3f} ± {i_se:.3f} straddles the synergy threshold {tol} nats: "
+            "cannot tell synergistic from class-irrelevant"),
 ]
 
 
 def verdict(r: dict) -> tuple[str, str]:
-    for v in VERDICTS:
+    """The first verdict of ``VERDICTS`` that applies to the reading ``r`` and its reason.
+    ``r["fits"]`` (optional): the per-fit readings (dicts with h, h_xc, i); when their own
+    point verdicts (each number read without error) differ, the fits disagree."""
+    r = {"z": Z_95, **r}
+    fits = r.get("fits") or []
+    point = [_first({**r, **f, "h_se": 0.0, "h_xc_se": 0.0, "i_se": 0.0,
+                     "fits_disagree": False})[0].name for f in fits]
+    r.update(fits_disagree=len(set(point)) > 1, n_fits=len(fits),
+             fit_verdicts=", ".join(point),
+             fit_i=", ".join(f"{f['i']:.3f}" for f in fits))
+    v = _first(r)[0]
+    return v.name, v.reason.format(**r)
+
+
+def _first(r: dict) -> tuple[Verdict, int]:
+    for k, v in enumerate(VERDICTS):
         if v.applies(r):
-            return v.name, v.reason.format(**r)
+            return v, k
     raise AssertionError("the last verdict always applies")  # pragma: no cover
 
 
@@ -194,48 +229,59 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(ts) * cfg.folds, desc="rank-transforms", unit="fit",
-                   leave=False)
-    estimates, readings = [], []
+        bar = tqdm(total=len(ts), desc="rank-transforms", unit="transformation", leave=False)
+    estimates, readings, flags = [], [], []
     for t in ts:
         t_start = time.perf_counter()
         x, a, c, image = transformed_rows(ds.images, ds.labels, t, mean=ds.mean, std=ds.std,
                                           labels_per_image=labels_per_image, rng=rng)
-        if bar is not None:
-            bar.set_postfix_str(t.name)
         with torch_threads(threads if dev.type == "cpu" else None):
             nll_x, nll_xc, info = cross_fitted_losses(
                 x.to(dev), a.to(dev), c.to(dev), image, n_labels=t.n_classes,
                 n_classes=ds.n_classes, cfg=cfg, seed=seed,
-                progress=(lambda _msg: bar.update(1)) if bar is not None else None)
-        h, h_se = clustered_mean(nll_x, image)
-        h_xc, h_xc_se = clustered_mean(nll_xc, image)
-        i, i_se = clustered_mean(nll_x - nll_xc, image)
+                progress=(lambda msg: bar.set_postfix_str(f"{t.name}: {msg}"))
+                if bar is not None else None)
+        per_fit = [{"h": clustered_mean(nll_x[s], image), "h_xc": clustered_mean(nll_xc[s], image),
+                    "i": clustered_mean(nll_x[s] - nll_xc[s], image)} for s in range(cfg.fits)]
+        comb = {q: combine_seeds([f[q][0] for f in per_fit], [f[q][1] for f in per_fit])
+                for q in ("h", "h_xc", "i")}
+        log_k = math.log(t.n_classes)
         common = {"transformation": t.name, "n_labels": t.n_classes,
                   "labels_per_image": int(len(image) // len(ds)), "n_images": len(ds),
-                  "folds": cfg.folds, "stderr_method": "cluster-robust over images",
-                  "seed": seed}
-        diag = {**info, "H(A|X,C)": h_xc, "H(A|X,C)_stderr": h_xc_se,
-                "log_K": math.log(t.n_classes), "seconds": time.perf_counter() - t_start}
-        n = len(image)
+                  "folds": cfg.folds, "fits": cfg.fits, "seed": seed,
+                  "stderr_method": "cluster-robust over images (sampling) + between-fit "
+                                   "spread, t-inflated (resampling.combine_seeds)"}
+        diag = {**info, "H(A|X,C)": comb["h_xc"].value, "H(A|X,C)_stderr": comb["h_xc"].stderr,
+                "log_K": log_k, "seconds": time.perf_counter() - t_start}
+        n = nll_x.shape[1]
         ac = estimate_mi(a.numpy(), c.numpy(), x_discrete=True, y_discrete=True,
                          method="plugin", quantity="I(A;C)")
-        estimates += [
-            ac.with_(params={**ac.params, **common}),
-            Estimate(h, h_se, method="cnn", n=n, quantity="H(A|X)",
-                     params={**common, "estimator": "held-out CE of q(a|x), small CNN"},
-                     diagnostics=diag),
-            Estimate(i, i_se, method="cnn", n=n, quantity="I(A;C|X)",
-                     params={**common, "estimator": "CE(q(a|x)) - CE(q(a|x,c)), paired"},
-                     diagnostics=diag),
-        ]
-        r = {"h": h, "h_se": h_se, "h_xc": h_xc, "h_xc_se": h_xc_se, "i": i, "i_se": i_se,
-             "log_k": math.log(t.n_classes), "tol": tol}
+        h_est = Estimate(comb["h"].value, comb["h"].stderr, method="cnn", n=n,
+                         quantity="H(A|X)",
+                         params={**common, "estimator": "held-out CE of q(a|x), small CNN, "
+                                                        "mean over fits"},
+                         diagnostics={**diag, **comb["h"].diagnostics()})
+        i_est = Estimate(comb["i"].value, comb["i"].stderr, method="cnn", n=n,
+                         quantity="I(A;C|X)",
+                         params={**common, "estimator": "CE(q(a|x)) - CE(q(a|x,c)), paired, "
+                                                        "mean over fits"},
+                         diagnostics={**diag, **comb["i"].diagnostics()})
+        estimates += [ac.with_(params={**ac.params, **common}), h_est, i_est]
+        flags += range_flags(i_est, lower=0.0, context=t.name)
+        flags += range_flags(h_est, lower=0.0, upper=log_k + tol,
+                             upper_name=f"log K + tol = {log_k + tol:.3f}", context=t.name)
+        r = {"h": comb["h"].value, "h_se": comb["h"].stderr, "h_xc": comb["h_xc"].value,
+             "h_xc_se": comb["h_xc"].stderr, "i": comb["i"].value, "i_se": comb["i"].stderr,
+             "log_k": log_k, "tol": tol,
+             "fits": [{q: f[q][0] for q in f} for f in per_fit]}
         name, reason = verdict(r)
         readings.append({"transformation": t.name, "n_classes": t.n_classes,
-                         "verdict": name, "reason": reason, "I(A;C|X)": i})
+                         "verdict": name, "reason": reason, "I(A;C|X)": comb["i"].value})
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
+    warn_flags(flags)
     readings.sort(key=lambda r: -r["I(A;C|X)"])
     ranking = [{"rank": k + 1, **{key: r[key] for key in
                                   ("transformation", "n_classes", "verdict", "reason")}}
@@ -245,8 +291,9 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
                   "transformations": [t.name for t in ts], "predictor": asdict(cfg),
                   "device": str(dev), "threads": threads, "tol": tol,
                   "elapsed_s": time.perf_counter() - t0}
+    extra = {"ranking": ranking, **({"flags": flags} if flags else {})}
     return Report(estimates, checkpoint=None, dataset=ds.name, provenance=provenance,
-                  extra={"ranking": ranking})
+                  extra=extra)
 
 
 __all__ = [
@@ -254,6 +301,7 @@ __all__ = [
     "PredictorConfig",
     "RANK_IMAGE_SIZE",
     "VERDICTS",
+    "Z_95",
     "Verdict",
     "rank_transforms",
     "transformed_rows",
