@@ -201,12 +201,12 @@ def test_transformed_rows_sample_labels_for_large_k():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"transforms": "rotation4,spin"}, "unknown transformation 'spin'"),
-    ({"n_images": 3}, "n_images must be at least 6"),
+    ({"n_images": 10}, "needs at least 150 images for 10 classes"),
     ({"dataset": 3}, "dataset must be a name or an ImageDataset"),
     ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
     ({"device": "tpu"}, "device must be 'cpu', 'cuda' or 'auto'"),
 ])
 def test_bad_inputs(kwargs, match):
-    args = {"dataset": "digits", "transforms": "hflip", "n_images": 20, **kwargs}
+    args = {"dataset": "digits", "transforms": "hflip", "n_images": 150, **kwargs}
     with pytest.raises(ValueError, match=match):
         rank_transforms(args.pop("dataset"), args.pop("transforms"), **args)
