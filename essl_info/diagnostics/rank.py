@@ -107,18 +107,18 @@ def verdict(r: dict) -> tuple[str, str]:
     r = {"z": Z_95, **r}
     fits = r.get("fits") or []
     point = [_first({**r, **f, "h_se": 0.0, "h_xc_se": 0.0, "i_se": 0.0,
-                     "fits_disagree": False})[0].name for f in fits]
+                     "fits_disagree": False}).name for f in fits]
     r.update(fits_disagree=len(set(point)) > 1, n_fits=len(fits),
              fit_verdicts=", ".join(point),
              fit_i=", ".join(f"{f['i']:.3f}" for f in fits))
-    v = _first(r)[0]
+    v = _first(r)
     return v.name, v.reason.format(**r)
 
 
-def _first(r: dict) -> tuple[Verdict, int]:
-    for k, v in enumerate(VERDICTS):
+def _first(r: dict) -> Verdict:
+    for v in VERDICTS:
         if v.applies(r):
-            return v, k
+            return v
     raise AssertionError("the last verdict always applies")  # pragma: no cover
 
 
