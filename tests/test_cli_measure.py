@@ -141,9 +141,10 @@ def test_default_is_the_bundled_checkpoint(capsys):
 
 def test_rank_transforms_json(capsys):
     code, out, _ = run(capsys, "rank-transforms", "--dataset", "digits", "--transforms",
-                       "invert", "--n-images", "80", "--json", "--quiet")
+                       "invert", "--n-images", "150", "--fits", "2", "--json", "--quiet")
     assert code == 0
     doc = json.loads(out)
+    assert doc["estimates"][1]["diagnostics"]["n_seeds"] == 2
     assert doc["dataset"] == "digits" and doc["extra"]["ranking"][0]["transformation"] == \
         "invert"
     assert {e["quantity"] for e in doc["estimates"]} == {"I(A;C)", "H(A|X)", "I(A;C|X)"}
@@ -151,6 +152,9 @@ def test_rank_transforms_json(capsys):
     code, _, err = run(capsys, "rank-transforms", "--dataset", "digits", "--transforms",
                        "spin", "--quiet")
     assert code == 2 and "unknown transformation 'spin'" in err
+    code, _, err = run(capsys, "rank-transforms", "--dataset", "digits", "--n-images", "10",
+                       "--quiet")
+    assert code == 2 and "needs at least 150 images" in err
     code, _, err = run(capsys, "rank-transforms", "--dataset", "rotation-world",
                        "--data-param", "m", "--quiet")
     assert code == 2 and "KEY=VALUE" in err

@@ -518,6 +518,9 @@ def add_rank_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for the predictors (default 1: fastest on a busy "
                         "machine)")
+    p.add_argument("--fits", type=int, default=None,
+                   help="independent fits of the predictors per transformation, combined "
+                        "into the error bars (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--choose", action="store_true", help="also decide, per transformation, "
@@ -549,11 +552,13 @@ def _data_params(items: Sequence[str]) -> dict:
 
 def run_rank_cli(args: argparse.Namespace) -> int:
     from . import report as fmt
+    from .transform_predictors import PredictorConfig
 
     rep = rank_transforms(args.dataset, args.transforms, seed=args.seed,
                           n_images=args.n_images, split=args.split,
                           image_size=args.image_size, data_dir=args.data_dir,
                           device=args.device, threads=args.threads,
+                          config=None if args.fits is None else PredictorConfig(fits=args.fits),
                           progress=not args.quiet, **_data_params(args.data_param))
     if args.choose:   # Xie et al.'s question, answered by diagnostics.choice's rule
         from .choice import choose_roles, format_choices, train_flags

@@ -10,13 +10,21 @@ fold, and the predictors never saw the image whose loss they score)
     Ĥ_V(A|X)    = CE(q(a|x))                         (an upper bound on H(A|X))
     Î_V(A;C|X)  = CE(q(a|x)) − CE(q(a|x,c))          (usable information, Xu et al. 2020)
 
-in nats, with a cluster-robust standard error over images (the difference is paired: both
-losses are scored on the same rows). The plug-in Î(A;C) on the labels checks the design
+in nats. The predictors are refitted ``PredictorConfig.fits`` times (default 3: new folds,
+initialisations, label draws and minibatch order, all trained as one batched ensemble); each
+fit's numbers carry a cluster-robust standard error over images (the difference is paired:
+both losses are scored on the same rows), and ``resampling.combine_seeds`` reports their
+mean with a total error, sampling ⊕ t-inflated spread between fits (both parts in
+``diagnostics``). The plug-in Î(A;C) on the labels checks the design
 (A is drawn independently of C, so it is ≈ 0). Wang et al. (NeurIPS 2024) predict that a
 transformation helps E-SSL when predicting A needs the class (I(A;C|X) > 0, the
 explaining-away synergy); since I(A;C|X) ≤ H(A|X), a transformation readable from the
 image alone (H(A|X) ≈ 0: lossless, or a shortcut) cannot create synergy. ``VERDICTS``
-turns the two numbers into that reading; transformations are ranked by Î_V(A;C|X).
+turns the two numbers into that reading, deciding only on whole 95 % intervals of the total
+error (*undetermined* otherwise, or when the fits disagree; *learned nothing* when even
+q(a|x,c) is no better than a uniform guess); values outside their possible range are
+flagged in ``Report.extra["flags"]`` (``estimators.ranges``). Transformations are ranked by
+Î_V(A;C|X).
 
 The predictors and their cross-fitting live in ``transform_predictors``.
 """
@@ -34,48 +42,83 @@ import torch
 from ..estimators.classifiers import torch_threads
 from ..estimators.probe import clustered_mean
 from ..estimators.probe_families import resolve_device
+from ..estimators.ranges import range_flags, warn_flags
+from ..estimators.resampling import combine_seeds
 from .transform_predictors import PredictorConfig, cross_fitted_losses
 from ..types import Estimate, Report
 
 # ========================================================================== verdicts
 
+Z_95 = 1.959963984540054
+
 
 @dataclass(frozen=True)
 class Verdict:
     """One reading of the theory: ``applies(r)`` on the measured numbers ``r`` (a dict
-    with h, h_se, h_xc, h_xc_se, i, i_se, log_k, tol; nats); ``reason`` is formatted
-    with ``r``. The first verdict of ``VERDICTS`` that applies is the verdict."""
+    with h, h_se, h_xc, h_xc_se, i, i_se: the fits' means and total standard errors, log_k,
+    tol, z (the 95 % normal quantile) and fits (the per-fit values); nats); ``reason`` is
+    formatted with ``r``. The first verdict of ``VERDICTS`` that applies is the verdict.
+
+    A number decides a reading only when its whole 95 % interval (value ± z·stderr, the
+    total error: sampling ⊕ seeds) lies on one side of the threshold; an interval that
+    straddles it, or fits whose own values fall on different sides, give *undetermined*.
+    """
 
     name: str
     applies: Callable[[dict], bool]
     reason: str
 
 
+def _learned_nothing(r: dict) -> bool:   # CE(q(a|x,c)) not below log K beyond tol + error
+    return r["log_k"] - r["h_xc"] <= r["tol"] + r["z"] * r["h_xc_se"]
+
+
 VERDICTS: list[Verdict] = [
-    Verdict("uninformative",
-            lambda r: r["log_k"] - r["h_xc"] <= r["tol"] + 2 * r["h_xc_se"],
-            "A cannot be predicted from X even knowing the class (CE {h_xc:.3f} ≈ log K = "
-            "{log_k:.3f}): the transformation is invisible, E-SSL has nothing to learn"),
-    Verdict("lossless/shortcut",
-            lambda r: r["h"] <= r["tol"] + 2 * r["h_se"],
-            "A is readable from X alone (H(A|X) ≈ {h:.3f}): since I(A;C|X) ≤ H(A|X) there is "
-            "no synergy, predicting A needs no class features"),
-    Verdict("synergistic",
-            lambda r: r["i"] - 2 * r["i_se"] > r["tol"],
-            "knowing the class helps predict A (I(A;C|X) = {i:.3f} ± {i_se:.3f}): "
-            "explaining-away, E-SSL with it should learn class features"),
-    Verdict("class-irrelevant",
-            lambda r: True,
+    Verdict("learned nothing", _learned_nothing,
+            "the predictors learned nothing: CE of q(a|x,c) {h_xc:.3f} ± {h_xc_se:.3f} is not "
+            "below log K = {log_k:.3f}, no better than a uniform guess; this is no evidence "
+            "about the transformation (too few images or too small a predictor look the same)"),
+    Verdict("undetermined", lambda r: r["fits_disagree"],
+            "the {n_fits} fits disagree ({fit_verdicts}; I(A;C|X) per fit {fit_i}): more "
+            "images or fits are needed to tell"),
+    Verdict("lossless/shortcut", lambda r: r["h"] + r["z"] * r["h_se"] <= r["tol"],
+            "A is readable from X alone (H(A|X) = {h:.3f} ± {h_se:.3f}, below {tol} nats): "
+            "since I(A;C|X) <= H(A|X) there is no synergy, predicting A needs no class "
+            "features"),
+    Verdict("undetermined", lambda r: r["h"] - r["z"] * r["h_se"] <= r["tol"],
+            "H(A|X) = {h:.3f} ± {h_se:.3f} straddles the shortcut threshold {tol} nats: "
+            "cannot tell a shortcut from an ambiguous transformation"),
+    Verdict("synergistic", lambda r: r["i"] - r["z"] * r["i_se"] > r["tol"],
+            "knowing the class helps predict A (I(A;C|X) = {i:.3f} ± {i_se:.3f}, above {tol} "
+            "nats): explaining-away, E-SSL with it should learn class features"),
+    Verdict("class-irrelevant", lambda r: r["i"] + r["z"] * r["i_se"] <= r["tol"],
             "A is partly ambiguous (H(A|X) = {h:.3f}) but the class hardly resolves it "
-            "(I(A;C|X) = {i:.3f} ± {i_se:.3f}, not above {tol} nats by 2 stderr): little "
-            "synergy expected"),
+            "(I(A;C|X) = {i:.3f} ± {i_se:.3f}, below {tol} nats): little synergy expected"),
+    Verdict("undetermined", lambda r: True,
+            "I(A;C|X) = {i:.3f} ± {i_se:.3f} straddles the synergy threshold {tol} nats: "
+            "cannot tell synergistic from class-irrelevant"),
 ]
 
 
 def verdict(r: dict) -> tuple[str, str]:
+    """The first verdict of ``VERDICTS`` that applies to the reading ``r`` and its reason.
+    ``r["fits"]`` (optional): the per-fit readings (dicts with h, h_xc, i); when their own
+    point verdicts (each number read without error) differ, the fits disagree."""
+    r = {"z": Z_95, **r}
+    fits = r.get("fits") or []
+    point = [_first({**r, **f, "h_se": 0.0, "h_xc_se": 0.0, "i_se": 0.0,
+                     "fits_disagree": False}).name for f in fits]
+    r.update(fits_disagree=len(set(point)) > 1, n_fits=len(fits),
+             fit_verdicts=", ".join(point),
+             fit_i=", ".join(f"{f['i']:.3f}" for f in fits))
+    v = _first(r)
+    return v.name, v.reason.format(**r)
+
+
+def _first(r: dict) -> Verdict:
     for v in VERDICTS:
         if v.applies(r):
-            return v.name, v.reason.format(**r)
+            return v
     raise AssertionError("the last verdict always applies")  # pragma: no cover
 
 
@@ -85,6 +128,23 @@ DEFAULT_CANDIDATES = ("rotation4", "hflip", "vflip", "invert", "grayscale", "jig
 ALL_LABELS_UP_TO = 8      # K above this: sample labels per image instead of all K copies
 SAMPLED_LABELS = 4        # labels per image when sampling
 MAX_IMAGES = 5000         # default cap on the images used (seeded subset)
+# Fewest images per class rank_transforms accepts. Measured on digits (10 classes, 3 fits,
+# candidates rotation4, invert, hflip; seeds 0 and 1; 20, 40, 80, 160 images): up to 80
+# images the visible hflip "learned nothing" in all six runs, its I(A;C|X) carrying total
+# errors up to 13 nats, and rotation4's H(A|X) stayed at 0.71-0.90 nats (0.19 with all
+# 1,438 images); at 160 images hflip was learned in one run of two and rotation4 in both,
+# with total errors <= 0.74 nats, which the verdicts then read as undetermined. Below ~15
+# per class the output is noise; at and above it the intervals say how much is known.
+MIN_IMAGES_PER_CLASS = 15
+NUMERICAL_FLOOR = 1e-6    # nats: float32 round-off of a held-out CE difference
+
+
+def min_images(n_classes: int, cfg: PredictorConfig) -> int:
+    """The fewest images ``rank_transforms`` accepts: ``MIN_IMAGES_PER_CLASS`` per class,
+    and two per cross-fitting fold."""
+    return max(MIN_IMAGES_PER_CLASS * n_classes, 2 * cfg.folds)
+
+
 # Images are shown to the predictors at 16 px unless asked otherwise: V-information is
 # relative to a predictor family, here small CNNs on 16 px inputs (digits are 8 px at
 # source, rotation-world's glyphs stay exact at 16 px), and time grows with the pixels.
@@ -154,11 +214,12 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
     transforms : str | sequence
         ``"rotation4,hflip"``, names or ``Transformation`` objects.
     n_images : int, optional
-        Use a seeded random subset of this many images (default: all, at most 5,000).
+        Use a seeded random subset of this many images (default: all, at most 5,000);
+        at least ``min_images`` (``MIN_IMAGES_PER_CLASS`` per class), else ValueError.
     labels_per_image : int, optional
         Labels shown per image (default: all K for K ≤ 8, else 4 sampled: jigsaw4).
     config : PredictorConfig
-        CNN capacity, schedule and cross-fitting folds.
+        CNN capacity, schedule, cross-fitting folds and the number of fits.
     tol : float
         Nats below which a quantity counts as ≈ 0 in the verdicts (on top of 2 stderr).
     threads : int | None
@@ -171,7 +232,10 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
     Report
         Per transformation: ``I(A;C)`` (plug-in), ``H(A|X)`` and ``I(A;C|X)`` (method
         ``"cnn"``), each with ``params["transformation"]``; ``extra["ranking"]`` lists
-        the transformations by decreasing Î_V(A;C|X) with their verdicts.
+        the transformations by decreasing Î_V(A;C|X) with their verdicts;
+        ``extra["flags"]`` (when any) the out-of-range values, also issued as
+        ``DataWarning``. H(A|X) and I(A;C|X) are means over the fits; their
+        ``diagnostics`` hold the sampling and seed parts of the error and every fit's value.
     """
     from .. import __version__
     from ..data import parse_transformations
@@ -185,8 +249,12 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
                           seed=seed, dataset_params=dataset_params)
     rng = np.random.default_rng(seed)
     cap = MAX_IMAGES if n_images is None else int(n_images)
-    if cap < 2 * cfg.folds:
-        raise ValueError(f"n_images must be at least {2 * cfg.folds}, got {n_images}")
+    need = min_images(ds.n_classes, cfg)
+    if min(cap, len(ds)) < need:
+        raise ValueError(
+            f"rank-transforms needs at least {need} images for {ds.n_classes} classes "
+            f"({MIN_IMAGES_PER_CLASS} per class), got {min(cap, len(ds))}: with fewer the "
+            "predictors learn too little for their errors to tell any verdict apart")
     if len(ds) > cap:
         ds = ds.subset(np.sort(rng.choice(len(ds), size=cap, replace=False)))
 
@@ -194,48 +262,61 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(ts) * cfg.folds, desc="rank-transforms", unit="fit",
-                   leave=False)
-    estimates, readings = [], []
+        bar = tqdm(total=len(ts), desc="rank-transforms", unit="transformation", leave=False)
+    estimates, readings, flags = [], [], []
     for t in ts:
         t_start = time.perf_counter()
         x, a, c, image = transformed_rows(ds.images, ds.labels, t, mean=ds.mean, std=ds.std,
                                           labels_per_image=labels_per_image, rng=rng)
-        if bar is not None:
-            bar.set_postfix_str(t.name)
         with torch_threads(threads if dev.type == "cpu" else None):
             nll_x, nll_xc, info = cross_fitted_losses(
                 x.to(dev), a.to(dev), c.to(dev), image, n_labels=t.n_classes,
                 n_classes=ds.n_classes, cfg=cfg, seed=seed,
-                progress=(lambda _msg: bar.update(1)) if bar is not None else None)
-        h, h_se = clustered_mean(nll_x, image)
-        h_xc, h_xc_se = clustered_mean(nll_xc, image)
-        i, i_se = clustered_mean(nll_x - nll_xc, image)
+                progress=(lambda msg: bar.set_postfix_str(f"{t.name}: {msg}"))
+                if bar is not None else None)
+        per_fit = [{"h": clustered_mean(nll_x[s], image), "h_xc": clustered_mean(nll_xc[s], image),
+                    "i": clustered_mean(nll_x[s] - nll_xc[s], image)} for s in range(cfg.fits)]
+        comb = {q: combine_seeds([f[q][0] for f in per_fit], [f[q][1] for f in per_fit])
+                for q in ("h", "h_xc", "i")}
+        log_k = math.log(t.n_classes)
         common = {"transformation": t.name, "n_labels": t.n_classes,
                   "labels_per_image": int(len(image) // len(ds)), "n_images": len(ds),
-                  "folds": cfg.folds, "stderr_method": "cluster-robust over images",
-                  "seed": seed}
-        diag = {**info, "H(A|X,C)": h_xc, "H(A|X,C)_stderr": h_xc_se,
-                "log_K": math.log(t.n_classes), "seconds": time.perf_counter() - t_start}
-        n = len(image)
+                  "folds": cfg.folds, "fits": cfg.fits, "seed": seed,
+                  "stderr_method": "cluster-robust over images (sampling) + between-fit "
+                                   "spread, t-inflated (resampling.combine_seeds)"}
+        diag = {**info, "H(A|X,C)": comb["h_xc"].value, "H(A|X,C)_stderr": comb["h_xc"].stderr,
+                "log_K": log_k, "seconds": time.perf_counter() - t_start}
+        n = nll_x.shape[1]
         ac = estimate_mi(a.numpy(), c.numpy(), x_discrete=True, y_discrete=True,
                          method="plugin", quantity="I(A;C)")
-        estimates += [
-            ac.with_(params={**ac.params, **common}),
-            Estimate(h, h_se, method="cnn", n=n, quantity="H(A|X)",
-                     params={**common, "estimator": "held-out CE of q(a|x), small CNN"},
-                     diagnostics=diag),
-            Estimate(i, i_se, method="cnn", n=n, quantity="I(A;C|X)",
-                     params={**common, "estimator": "CE(q(a|x)) - CE(q(a|x,c)), paired"},
-                     diagnostics=diag),
-        ]
-        r = {"h": h, "h_se": h_se, "h_xc": h_xc, "h_xc_se": h_xc_se, "i": i, "i_se": i_se,
-             "log_k": math.log(t.n_classes), "tol": tol}
+        h_est = Estimate(comb["h"].value, comb["h"].stderr, method="cnn", n=n,
+                         quantity="H(A|X)",
+                         params={**common, "estimator": "held-out CE of q(a|x), small CNN, "
+                                                        "mean over fits"},
+                         diagnostics={**diag, **comb["h"].diagnostics()})
+        i_est = Estimate(comb["i"].value, comb["i"].stderr, method="cnn", n=n,
+                         quantity="I(A;C|X)",
+                         params={**common, "estimator": "CE(q(a|x)) - CE(q(a|x,c)), paired, "
+                                                        "mean over fits"},
+                         diagnostics={**diag, **comb["i"].diagnostics()})
+        estimates += [ac.with_(params={**ac.params, **common}), h_est, i_est]
+        # float32 logits: two predictors that both output the uniform guess differ by
+        # ~1e-7 nats with a ~0 stderr, which is no evidence of a negative information
+        flags += range_flags(i_est, lower=-NUMERICAL_FLOOR, context=t.name)
+        flags += range_flags(h_est, lower=0.0, upper=log_k + tol,
+                             upper_name=f"log K + tol = {log_k + tol:.3f}", context=t.name)
+        r = {"h": comb["h"].value, "h_se": comb["h"].stderr, "h_xc": comb["h_xc"].value,
+             "h_xc_se": comb["h_xc"].stderr, "i": comb["i"].value, "i_se": comb["i"].stderr,
+             "log_k": log_k, "tol": tol,
+             "fits": [{q: f[q][0] for q in f} for f in per_fit]}
         name, reason = verdict(r)
         readings.append({"transformation": t.name, "n_classes": t.n_classes,
-                         "verdict": name, "reason": reason, "I(A;C|X)": i})
+                         "verdict": name, "reason": reason, "I(A;C|X)": comb["i"].value})
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
+    warn_flags(flags)
     readings.sort(key=lambda r: -r["I(A;C|X)"])
     ranking = [{"rank": k + 1, **{key: r[key] for key in
                                   ("transformation", "n_classes", "verdict", "reason")}}
@@ -245,16 +326,20 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
                   "transformations": [t.name for t in ts], "predictor": asdict(cfg),
                   "device": str(dev), "threads": threads, "tol": tol,
                   "elapsed_s": time.perf_counter() - t0}
+    extra = {"ranking": ranking, **({"flags": flags} if flags else {})}
     return Report(estimates, checkpoint=None, dataset=ds.name, provenance=provenance,
-                  extra={"ranking": ranking})
+                  extra=extra)
 
 
 __all__ = [
     "DEFAULT_CANDIDATES",
+    "MIN_IMAGES_PER_CLASS",
     "PredictorConfig",
     "RANK_IMAGE_SIZE",
     "VERDICTS",
+    "Z_95",
     "Verdict",
+    "min_images",
     "rank_transforms",
     "transformed_rows",
     "verdict",

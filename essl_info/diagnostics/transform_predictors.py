@@ -1,18 +1,28 @@
 """Small CNN predictors of a transformation label, q(a|x) and q(a|x,c), scored by
-cross-fitting: the V-information estimators behind ``rank_transforms`` (Xu et al. 2020,
-"A theory of usable information under computational constraints").
+cross-fitting and refitted over seeds: the V-information estimators behind
+``rank_transforms`` (Xu et al. 2020, "A theory of usable information under computational
+constraints").
 
-``cross_fitted_losses`` returns, for every row (an image under one label), the held-out
-losses −log q(a|x) and −log q(a|x,c) in nats from predictors that never saw the row's
-image. Their means are Ĥ_V(A|X) and Ĥ_V(A|X,C); their paired difference is Î_V(A;C|X).
-The predictors are near Bayes-calibrated (early stopping and temperature scaling on a
-validation split of the training images, Guo et al. 2017): on rotation-world, whose
-information is known exactly, the held-out cross-entropies come within ~0.03 nats of it.
+``cross_fitted_losses`` returns, for every fit (seed) and every row (an image under one
+label), the held-out losses −log q(a|x) and −log q(a|x,c) in nats from predictors that
+never saw the row's image. Per fit, their means are Ĥ_V(A|X) and Ĥ_V(A|X,C) and their
+paired difference is Î_V(A;C|X); ``rank_transforms`` combines the fits with
+``resampling.combine_seeds``. The predictors are near Bayes-calibrated (early stopping and
+temperature scaling on a validation split of the training images, Guo et al. 2017): on
+rotation-world, whose information is known exactly, the held-out cross-entropies come
+within ~0.03 nats of it.
+
+All ``fits × folds`` predictors of one transformation train together as one ensemble
+(:func:`fit_ensemble`): their parameters are stacked and one ``torch.func.vmap`` call runs
+every member's forward pass (the convolutions become one grouped convolution), so the
+Python and dispatch overhead of a step is paid once for all members. Each member keeps its
+own initialisation, training images, label draws, minibatch order, early stopping and
+temperature; Adam is elementwise, so one Adam on the stacked parameters is the members'
+independent Adams.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -20,9 +30,11 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
 from ..estimators.classifiers import fit_temperature, nll_from_logits, seeded_linear
+
 
 @dataclass(frozen=True)
 class PredictorConfig:
@@ -38,6 +50,7 @@ class PredictorConfig:
     weight_decay: float = 1e-4
     folds: int = 3             # cross-fitting folds (over images)
     val_fraction: float = 0.2  # of each fold's training images, for stopping + temperature
+    fits: int = 3              # independent fits (seeds), combined by combine_seeds
 
 
 def _seeded_conv(c_in: int, c_out: int, generator: torch.Generator) -> nn.Conv2d:
@@ -117,84 +130,26 @@ class TransformationPredictor(nn.Module):
         return self.head_x(h), self.head_xc(h, c)
 
 
-@torch.no_grad()
-def _logits(model: nn.Module, x, c, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    model.eval()
-    outs = [model(x[i:i + batch], c[i:i + batch]) for i in range(0, len(x), batch)]
-    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+# ====================================================================== the ensemble
 
 
-def fit_predictor(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, train: np.ndarray,
-                  val: np.ndarray, *, n_labels: int, n_classes: int, cfg: PredictorConfig,
-                  generator: torch.Generator) -> tuple[dict, dict, dict]:
-    """Train a :class:`TransformationPredictor` (loss CE_x + CE_xc, Adam); keep, for each
-    head, the epoch with the lowest validation loss, then fit that head's temperature on
-    all validation rows (Guo et al. 2017). Returns ``(models, temperatures, info)``, the
-    first two keyed by head ("x", "xc").
+@dataclass(frozen=True)
+class Member:
+    """One predictor of the ensemble: fold ``fold`` of fit ``fit``. Row ids (into the
+    transformed rows): ``train`` (n_train_images, L) and ``val`` (n_val, L) hold the rows of
+    each training / validation image (its L labels); ``held`` (n_held,) the rows it scores."""
 
-    ``train`` and ``val`` are (n_images, L): the rows of each image (its L labels). An
-    epoch shows every training image once, under one of its labels drawn afresh: the copies
-    of an image share its nuisance (position, background), and training on all of them at
-    once lets the network memorise image identity -> label offset instead of learning
-    P(a|x) (measured on rotation-world: held-out CE 0.77 vs 0.65 nats at the truth). Early
-    stopping scores one fixed label per validation image (the comparison between epochs
-    is paired, and it costs 1/L of scoring them all).
-
-    ``x`` (N, C, H, W) normalised inputs, ``a`` (N,) labels, ``c`` (N,) classes, all on
-    one device; label draws and minibatch order come from ``generator`` (CPU), so CPU runs
-    are bit-identical.
-    """
-    model = TransformationPredictor(x.shape[1], x.shape[-1], n_labels, n_classes, cfg,
-                                    generator).to(x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    table = torch.as_tensor(train)  # (n_images, L) row ids
-    val_t = torch.as_tensor(val)
-    pick = torch.randint(0, val_t.shape[1], (len(val_t),), generator=generator)
-    vs = val_t[torch.arange(len(val_t)), pick].to(x.device)   # one row per image
-    va = val_t.reshape(-1).to(x.device)                        # all rows
-    # each head keeps its own best epoch: the two losses need not bottom out together
-    best = {"x": (math.inf, -1, None), "xc": (math.inf, -1, None)}
-    for epoch in range(cfg.max_epochs):
-        model.train()
-        pick = torch.randint(0, table.shape[1], (len(table),), generator=generator)
-        rows = table[torch.arange(len(table)), pick]
-        order = rows[torch.randperm(len(rows), generator=generator)].to(x.device)
-        for start in range(0, len(order), cfg.batch_size):
-            b = order[start:start + cfg.batch_size]
-            lx, lxc = model(x[b], c[b])
-            loss = F.cross_entropy(lx, a[b]) + F.cross_entropy(lxc, a[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        logits = dict(zip(("x", "xc"), _logits(model, x[vs], c[vs])))
-        snapshot = None   # one copy of the weights per epoch, shared by the heads it improved
-        for head, lg in logits.items():
-            val_loss = float(F.cross_entropy(lg.double(), a[vs]))
-            if val_loss < best[head][0] - 1e-5:
-                snapshot = snapshot or {k: v.clone() for k, v in model.state_dict().items()}
-                best[head] = (val_loss, epoch, snapshot)
-        if epoch - max(best["x"][1], best["xc"][1]) >= cfg.patience:
-            break
-    # each head's best weights; when both peaked in the same epoch, one model serves both
-    models, temps, val_logits = {}, {}, {}
-    for i, head in enumerate(("x", "xc")):
-        state = best[head][2]
-        if head == "xc" and state is best["x"][2]:
-            models[head] = models["x"]
-        else:
-            m = model if not models else copy.deepcopy(model)
-            m.load_state_dict(state)
-            models[head] = m
-            val_logits[id(m)] = _logits(m, x[va], c[va])
-        temps[head] = fit_temperature(val_logits[id(models[head])][i], a[va])
-    info = {"epochs_run": epoch + 1, **{f"best_epoch_{h}": best[h][1] for h in best},
-            **{f"val_ce_{h}": best[h][0] for h in best}}
-    return models, temps, info
+    fit: int
+    fold: int
+    train: np.ndarray
+    val: np.ndarray
+    held: np.ndarray
 
 
 def stratified_folds(image_class: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
     """(n_images,) fold of each image: a seeded permutation within each class dealt
-    round-robin, so every fold holds about the same share of every class."""
+    round-robin, so every fold holds about the same share of every class (fold sizes
+    differ by at most one image and do not depend on ``rng``)."""
     fold = np.empty(len(image_class), dtype=np.int64)
     offset = 0
     for cls in np.unique(image_class):
@@ -204,52 +159,220 @@ def stratified_folds(image_class: np.ndarray, n_folds: int, rng: np.random.Gener
     return fold
 
 
+def _fit_seed(seed: int, fit: int, *extra: int) -> np.random.SeedSequence:
+    """The seed sequence of fit ``fit`` (and of one of its folds) in a run with ``seed``:
+    runs with different seeds share no stream."""
+    return np.random.SeedSequence([int(seed), int(fit), *extra])
+
+
+def plan_members(image: np.ndarray, image_class: np.ndarray, cfg: "PredictorConfig",
+                 seed: int) -> list[Member]:
+    """The ``cfg.fits × cfg.folds`` members: each fit deals its own stratified folds over
+    images and draws its own validation images (``cfg.val_fraction`` of the smallest
+    training set, the same count for every member). ``image`` (N,) image id of each row,
+    every image with the same number L of rows; ``image_class`` (n_images,) class of each
+    image, indexed like ``np.unique(image)``."""
+    ids, counts = np.unique(image, return_counts=True)
+    if np.any(counts != counts[0]):
+        raise ValueError("every image needs the same number of rows (labels)")
+    if len(ids) < 2 * cfg.folds:
+        raise ValueError(f"need at least {2 * cfg.folds} images for {cfg.folds}-fold "
+                         f"cross-fitting, got {len(ids)}")
+    table = np.argsort(image, kind="stable").reshape(len(ids), counts[0])  # rows per image
+    row_image = np.searchsorted(ids, image)                                  # (N,) index
+    smallest_train = len(ids) - math.ceil(len(ids) / cfg.folds)
+    n_val = max(1, int(cfg.val_fraction * smallest_train))
+    members = []
+    for s in range(cfg.fits):
+        rng = np.random.default_rng(_fit_seed(seed, s))
+        img_fold = stratified_folds(image_class, cfg.folds, rng)
+        for f in range(cfg.folds):
+            train_imgs = np.flatnonzero(img_fold != f)
+            val_imgs = np.sort(rng.choice(train_imgs, size=n_val, replace=False))
+            train_imgs = np.setdiff1d(train_imgs, val_imgs)
+            members.append(Member(s, f, table[train_imgs], table[val_imgs],
+                                  np.flatnonzero(img_fold[row_image] == f)))
+    return members
+
+
+def _epoch_rows(members: list[Member], gens: list[torch.Generator]) -> torch.Tensor:
+    """(M, n_max) training rows of one epoch: every training image of a member once, under
+    one of its labels drawn afresh, in a random order; members with fewer images than the
+    largest are topped up with repeats of their own rows (at most a few per epoch)."""
+    n_max = max(len(m.train) for m in members)
+    out = []
+    for m, g in zip(members, gens):
+        table = torch.as_tensor(m.train)
+        pick = torch.randint(0, table.shape[1], (len(table),), generator=g)
+        rows = table[torch.arange(len(table)), pick]
+        rows = rows[torch.randperm(len(rows), generator=g)]
+        if len(rows) < n_max:
+            rows = torch.cat([rows, rows[torch.randint(0, len(rows), (n_max - len(rows),),
+                                                       generator=g)]])
+        out.append(rows)
+    return torch.stack(out)
+
+
+class _Stacked:
+    """The members' parameters stacked along a leading axis (M, ...) and one Adam on them;
+    ``forward`` runs the template module's forward for every member at once (vmap).
+    ``keep(mask)`` drops finished members, parameters and Adam moments alike."""
+
+    def __init__(self, modules: list[nn.Module], cfg: "PredictorConfig"):
+        self.template = modules[0]
+        params, _ = stack_module_state(modules)
+        self.params = params
+        self.cfg = cfg
+        self.opt = torch.optim.Adam(list(params.values()), lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay)
+        self._vf = vmap(lambda p, x, c: functional_call(self.template, p, (x, c)))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (M, n, C, H, W), c (M, n) -> logits (M, n, K) of q(a|x) and of q(a|x,c)."""
+        return self._vf(self.params, x, c)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        new = {k: p.detach()[mask].clone().requires_grad_(True) for k, p in self.params.items()}
+        opt = torch.optim.Adam(list(new.values()), lr=self.cfg.lr,
+                               weight_decay=self.cfg.weight_decay)
+        for k, p in self.params.items():
+            state = self.opt.state.get(p)
+            if state:
+                opt.state[new[k]] = {key: (v[mask].clone() if torch.is_tensor(v) and v.dim()
+                                           else v) for key, v in state.items()}
+        self.params, self.opt = new, opt
+
+
+def _batched_logits(stacked: _Stacked, x, c, rows: torch.Tensor, batch: int = 512):
+    """Logits (M, n, K) of both heads for the (M, n) ``rows`` of each member."""
+    with torch.no_grad():
+        outs = [stacked.forward(x[rows[:, i:i + batch]], c[rows[:, i:i + batch]])
+                for i in range(0, rows.shape[1], batch)]
+    return torch.cat([o[0] for o in outs], 1), torch.cat([o[1] for o in outs], 1)
+
+
+def fit_ensemble(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, members: list[Member],
+                 *, n_labels: int, n_classes: int, cfg: "PredictorConfig", seed: int = 0,
+                 progress: Callable[[str], None] | None = None
+                 ) -> tuple[dict[str, dict[str, torch.Tensor]], list[dict]]:
+    """Train one :class:`TransformationPredictor` per member (loss CE_x + CE_xc, Adam), all
+    at once. Returns ``(best, info)``: ``best[head][name]`` (M, ...) the parameters of each
+    member at the epoch of its lowest validation loss for that head ("x", "xc": the two
+    losses need not bottom out together), and one info dict per member (epochs run, best
+    epochs, validation CEs).
+
+    An epoch shows every training image once, under one of its labels drawn afresh: the
+    copies of an image share its nuisance (position, background), and training on all of
+    them at once lets the network memorise image identity -> label offset instead of
+    learning P(a|x) (measured on rotation-world: held-out CE 0.77 vs 0.65 nats at the
+    truth). Early stopping scores one fixed label per validation image (the comparison
+    between epochs is paired, and it costs 1/L of scoring them all); a member stops when
+    neither head improved for ``cfg.patience`` epochs and then leaves the ensemble.
+
+    ``x`` (N, C, H, W) normalised inputs, ``a`` (N,) labels, ``c`` (N,) classes, all on one
+    device. Member m's initialisation, label draws and minibatch order come from its own
+    CPU generator (seeded by ``seed``, fit and fold), so CPU runs are bit-identical.
+    """
+    gens = [torch.Generator().manual_seed(int(_fit_seed(seed, m.fit, m.fold, 1)
+                                              .generate_state(1, np.uint64)[0] >> 1))
+            for m in members]
+    modules = [TransformationPredictor(x.shape[1], x.shape[-1], n_labels, n_classes, cfg,
+                                       g).to(x.device) for g in gens]
+    stacked = _Stacked(modules, cfg)
+    n_m = len(members)
+    best = {h: {k: p.detach().clone() for k, p in stacked.params.items()} for h in ("x", "xc")}
+    best_loss = {h: np.full(n_m, np.inf) for h in best}
+    best_epoch = {h: np.full(n_m, -1) for h in best}
+    epochs_run = np.zeros(n_m, dtype=np.int64)
+    val_rows = []   # one fixed label per validation image, (n_val,) per member
+    for m, g in zip(members, gens):
+        table = torch.as_tensor(m.val)
+        val_rows.append(table[torch.arange(len(table)),
+                              torch.randint(0, table.shape[1], (len(table),), generator=g)])
+    val_rows = torch.stack(val_rows).to(x.device)      # (M, n_val)
+    active = np.arange(n_m)                            # members still training
+    for epoch in range(cfg.max_epochs):
+        order = _epoch_rows([members[j] for j in active], [gens[j] for j in active]
+                            ).to(x.device)            # (M_active, n_max)
+        for start in range(0, order.shape[1], cfg.batch_size):
+            b = order[:, start:start + cfg.batch_size]
+            lx, lxc = stacked.forward(x[b], c[b])                     # (M_active, B, K)
+            ab = a[b].reshape(-1)
+            loss = (F.cross_entropy(lx.reshape(-1, n_labels), ab, reduction="sum")
+                    + F.cross_entropy(lxc.reshape(-1, n_labels), ab, reduction="sum")
+                    ) / b.shape[1]              # the sum over members of each member's mean
+            stacked.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            stacked.opt.step()
+        epochs_run[active] = epoch + 1
+        vr = val_rows[active]
+        logits = dict(zip(("x", "xc"), _batched_logits(stacked, x, c, vr)))
+        for head, lg in logits.items():
+            val_loss = F.cross_entropy(lg.double().reshape(-1, n_labels),
+                                       a[vr].reshape(-1), reduction="none"
+                                       ).reshape(vr.shape).mean(1).cpu().numpy()
+            better = val_loss < best_loss[head][active] - 1e-5
+            if better.any():
+                idx = torch.as_tensor(active[better])
+                sel = torch.as_tensor(np.flatnonzero(better))
+                for k, p in stacked.params.items():
+                    best[head][k][idx] = p.detach()[sel.to(p.device)]
+                best_loss[head][active[better]] = val_loss[better]
+                best_epoch[head][active[better]] = epoch
+        last = np.maximum(best_epoch["x"][active], best_epoch["xc"][active])
+        going = epoch - last < cfg.patience
+        if progress:
+            progress(f"epoch {epoch + 1}, {int(going.sum())}/{n_m} predictors training")
+        if not going.any():
+            break
+        if not going.all():
+            stacked.keep(torch.as_tensor(going, device=x.device))
+            active = active[going]
+    info = [{"fit": m.fit, "fold": m.fold, "epochs_run": int(epochs_run[j]),
+             **{f"best_epoch_{h}": int(best_epoch[h][j]) for h in best},
+             **{f"val_ce_{h}": float(best_loss[h][j]) for h in best}}
+            for j, m in enumerate(members)]
+    return best, info
+
+
 def cross_fitted_losses(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
                         image: np.ndarray, *, n_labels: int, n_classes: int,
                         cfg: PredictorConfig = PredictorConfig(), seed: int = 0,
                         progress: Callable[[str], None] | None = None
                         ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Held-out per-row losses ``(nll_x, nll_xc)``, each (N,) float64 in nats:
-    −log q(a_i|x_i) and −log q(a_i|x_i,c_i), every row scored by predictors trained on the
-    other folds of images (``image`` (N,) image id of each row; rows of one image share a
-    fold). Temperature-calibrated on a validation split of the training images."""
+    """Held-out per-row losses ``(nll_x, nll_xc)``, each (fits, N) float64 in nats:
+    −log q(a_i|x_i) and −log q(a_i|x_i,c_i) for every fit, every row scored by that fit's
+    predictors trained on the other folds of images (``image`` (N,) image id of each row;
+    rows of one image share a fold). Temperature-calibrated per member and head on its
+    validation images (all their labels). ``info["members"]``: one dict per member."""
     if cfg.folds < 2:
         raise ValueError(f"folds must be >= 2, got {cfg.folds}")
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(int(seed))
-    ids, first, counts = np.unique(image, return_index=True, return_counts=True)
-    if np.any(counts != counts[0]):
-        raise ValueError("every image needs the same number of rows (labels)")
-    table = np.argsort(image, kind="stable").reshape(len(ids), counts[0])  # rows per image
-    if len(ids) < 2 * cfg.folds:
-        raise ValueError(f"need at least {2 * cfg.folds} images for {cfg.folds}-fold "
-                         f"cross-fitting, got {len(ids)}")
-    img_fold = stratified_folds(c[first].cpu().numpy(), cfg.folds, rng)
-    row_fold = img_fold[np.searchsorted(ids, image)]
-    nll_x = np.empty(len(image))
-    nll_xc = np.empty(len(image))
-    info = []
-    for f in range(cfg.folds):
-        held = np.flatnonzero(row_fold == f)
-        train_imgs = ids[img_fold != f]
-        val_imgs = rng.choice(train_imgs, size=max(1, int(cfg.val_fraction * len(train_imgs))),
-                              replace=False)
-        is_val = np.isin(image, val_imgs)
-        train = table[((row_fold != f) & ~is_val)[table[:, 0]]]  # (n_train_images, L)
-        val = table[is_val[table[:, 0]]]                           # (n_val_images, L)
-        models, temps, fit_info = fit_predictor(x, a, c, train, val, n_labels=n_labels,
-                                                n_classes=n_classes, cfg=cfg,
-                                                generator=generator)
-        hx = torch.as_tensor(held, device=x.device)
-        lx = _logits(models["x"], x[hx], c[hx])
-        lxc = lx if models["xc"] is models["x"] else _logits(models["xc"], x[hx], c[hx])
-        nll_x[held] = nll_from_logits(lx[0], a[hx], temps["x"])
-        nll_xc[held] = nll_from_logits(lxc[1], a[hx], temps["xc"])
-        info.append({**fit_info, "temperature_x": temps["x"], "temperature_xc": temps["xc"]})
-        if progress:
-            progress(f"fold {f + 1}/{cfg.folds}")
-    return nll_x, nll_xc, {"folds": info}
+    if cfg.fits < 1:
+        raise ValueError(f"fits must be >= 1, got {cfg.fits}")
+    ids, first = np.unique(image, return_index=True)
+    members = plan_members(image, c[torch.as_tensor(first)].cpu().numpy(), cfg, seed)
+    best, info = fit_ensemble(x, a, c, members, n_labels=n_labels, n_classes=n_classes,
+                              cfg=cfg, seed=seed, progress=progress)
+    nll_x = np.full((cfg.fits, len(image)), np.nan)
+    nll_xc = np.full((cfg.fits, len(image)), np.nan)
+    model = TransformationPredictor(x.shape[1], x.shape[-1], n_labels, n_classes, cfg,
+                                    torch.Generator().manual_seed(0)).to(x.device)
+    with torch.no_grad():
+        for j, m in enumerate(members):
+            va = torch.as_tensor(m.val.reshape(-1), device=x.device)
+            held = torch.as_tensor(m.held, device=x.device)
+            for i, head in enumerate(("x", "xc")):
+                params = {k: v[j] for k, v in best[head].items()}
+                temp = fit_temperature(functional_call(model, params, (x[va], c[va]))[i],
+                                       a[va])
+                logits = torch.cat([functional_call(model, params, (x[h], c[h]))[i]
+                                    for h in held.split(1024)])
+                out = nll_x if head == "x" else nll_xc
+                out[m.fit, m.held] = nll_from_logits(logits, a[held], temp)
+                info[j][f"temperature_{head}"] = temp
+    return nll_x, nll_xc, {"members": info}
 
 
-__all__ = ["CLASS_INPUT_SCALE", "ClassConditionalHead", "PredictorConfig", "TransformationPredictor",
-           "cross_fitted_losses", "fit_predictor", "stratified_folds"]
+__all__ = ["CLASS_INPUT_SCALE", "ClassConditionalHead", "Member", "PredictorConfig",
+           "TransformationPredictor", "cross_fitted_losses", "fit_ensemble", "plan_members",
+           "stratified_folds"]
