@@ -2,7 +2,9 @@
 
 Checked blocks (each found by what it runs, not by its position):
 
-- ``measure``: the ```` ```console ```` block whose first line is ``$ essl-info measure ...``,
+- ``measure``: the first ```` ```console ```` block whose first line is
+  ``$ essl-info measure ...`` (the later ``--features`` one needs a file that its own
+  section's code writes: ``tests/test_readme_examples.py`` checks that section),
   re-run in-process (``essl_info.cli.main``) with the same arguments;
 - ``estimators``: the ```` ```python ```` block that starts ``import numpy as np`` and
   calls ``estimate_mi``, executed, its stdout compared with the ```` ```text ```` block
@@ -67,7 +69,8 @@ def find_blocks(text: str) -> dict[str, Block]:
     out: dict[str, Block] = {}
     for n, (info, a, b) in enumerate(fences):
         body = lines[a:b]
-        if info == "console" and body and body[0].startswith("$ essl-info measure"):
+        if (info == "console" and body and body[0].startswith("$ essl-info measure")
+                and "measure" not in out):   # the first: "Measure a checkpoint"
             out["measure"] = Block("measure", a + 1, b, body[1:], body[0][2:])
         if (info == "python" and body and body[0].startswith("import numpy as np")
                 and "estimate_mi(" in "\n".join(body) and n + 1 < len(fences)

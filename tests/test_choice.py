@@ -41,7 +41,8 @@ def test_rule():
 
 def test_rank_transforms_choose(capsys):
     assert cli.main(["rank-transforms", "--dataset", "digits", "--transforms", "invert",
-                     "--n-images", "40", "--json", "--quiet", "--choose"]) == 0
+                     "--n-images", "150", "--fits", "1", "--json", "--quiet",
+                     "--choose"]) == 0
     doc = json.loads(capsys.readouterr().out)
     (role,) = doc["extra"]["choice"]["roles"]
     assert role["transformation"] == "invert" and role["role"] in ("invariant", "equivariant")

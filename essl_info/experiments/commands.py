@@ -56,6 +56,9 @@ def train_arguments(cfg: TrainConfig) -> list[str]:
         if isinstance(action, argparse._StoreTrueAction):
             if value:
                 args.append(_option(action))
+        elif isinstance(value, tuple):   # comma-separated options (--invariant T1,T2)
+            if value:
+                args += [_option(action), ",".join(map(str, value))]
         elif value is not None and value != action.default:
             args += [_option(action), repr(value) if isinstance(value, float) else str(value)]
     back = resolve_config(config_from_args(_parser().parse_args(args)))

@@ -72,7 +72,7 @@ PRESETS: dict[str, TheoryPreset] = {p.name: p for p in (
     TheoryPreset("tiny", "seconds, for tests: 8 px, 64 images, 1 epoch",
                  train=dict(image_size=8, trans_size=8, n_train=64, n_test=32, width=4,
                             batch_size=32, knn_k=20, epochs=1, final_linear_probe=False),
-                 rank_images=40, predictor=PredictorConfig(max_epochs=2, patience=1, folds=2,
+                 rank_images=150, predictor=PredictorConfig(max_epochs=2, patience=1, folds=2,
                                                            width=4, hidden=8),
                  evaluation=EvalConfig(folds=2, repeats=1, max_images=80, knn_k=20),
                  seeds=2),
