@@ -16,7 +16,8 @@ the same science lands in the same folder whoever asks for it. Beside the traine
 resolved config, the run's tags and its command) and, for local workers, ``worker.log``
 (the worker's stdout and stderr).
 
-Every run executes the same line, ``essl-info train … --out ROOT/runs/<key> --resume``:
+Every run executes the same line, ``essl-info train … --out ROOT/runs/<key>
+--resume-if-present``:
 the trainer starts afresh when the folder holds no resume file, continues from the last
 finished epoch when it does (bit-identical on CPU), and does no work on a finished run.
 A run is *finished* when its ``log.jsonl`` ends with ``{"event": "end", "finished": true}``
@@ -97,14 +98,15 @@ def grid(base: TrainConfig, **axes: Sequence[tuple[Any, Mapping[str, Any]]]
 class Sweep:
     """Runs under ``root``: ``specs`` are ``(tags, TrainConfig)`` pairs (``grid`` makes
     them). Run fields of the configs are set by the sweep: ``out`` (the run's folder),
-    ``resume`` (always), ``overwrite``/``stop_after`` (off), ``progress`` (off)."""
+    ``resume_if_present`` (always: a fresh folder starts, an interrupted one continues),
+    ``overwrite``/``stop_after`` (off), ``progress`` (off)."""
 
     def __init__(self, root: str | Path, specs: Iterable[tuple[Mapping[str, Any], TrainConfig]]):
         self.root = Path(root).resolve()
         runs = []
         for tags, cfg in specs:
-            cfg = resolve_config(replace(cfg, out=None, resume=True, overwrite=False,
-                                         stop_after=None, progress=False))
+            cfg = resolve_config(replace(cfg, out=None, resume=False, resume_if_present=True,
+                                         overwrite=False, stop_after=None, progress=False))
             key = run_key(cfg)
             cfg = replace(cfg, out=str(self.root / "runs" / key))
             runs.append(Run(cfg, tuple(sorted(dict(tags).items())), key))

@@ -79,6 +79,7 @@ class TrainConfig:
     threads: int | None = None        # CPU threads for this run (None: torch's default)
     out: str | None = None
     resume: bool = False
+    resume_if_present: bool = False   # resume when OUT/resume.pt exists, else start afresh
     overwrite: bool = False
     stop_after: int | None = None     # stop after this many epochs of this invocation
     save_every: int | None = None     # also keep epoch_NNNN.pt every E epochs (and 0, last)
@@ -88,7 +89,7 @@ class TrainConfig:
 
 RUN_FIELDS = ("device", "amp", "channels_last", "compile", "threads", "out", "resume",
               "overwrite", "stop_after", "log_every", "progress")
-RUN_FIELDS += ("save_every",)   # which epochs are kept does not change the science
+RUN_FIELDS += ("save_every", "resume_if_present")   # which epochs are kept does not change the science
 
 # Per-dataset defaults. digits: a width-16 small_cnn at 16 px (the 8x8 digits hold no more
 # detail), the transformation branch at full size (at 8 px, E-SSL's half size, the head's
@@ -328,6 +329,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "; 1 is faster on a busy machine")
     g.add_argument("--out", default=None, help="output folder (default runs/<name>)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
+    g.add_argument("--resume-if-present", action="store_true",
+                   help="continue from OUT/resume.pt when there is one, else start a new "
+                        "run (for schedulers that rerun one command until it finishes)")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
     g.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs of this invocation (resume later "
@@ -407,6 +411,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         final_linear_probe=not args.no_linear_probe, seed=args.seed, device=args.device,
         amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         threads=args.threads, out=args.out,
-        resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after,
+        resume=args.resume, resume_if_present=args.resume_if_present,
+        overwrite=args.overwrite, stop_after=args.stop_after,
         log_every=args.log_every, progress=not args.no_progress,
         save_every=getattr(args, "save_every", None))

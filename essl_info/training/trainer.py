@@ -281,7 +281,8 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
                           lr=base_lr, momentum=cfg.momentum)
 
     epoch, step, history = 0, 0, []
-    if cfg.resume and resume_path.exists():
+    resume = cfg.resume or (cfg.resume_if_present and resume_path.exists())
+    if resume and resume_path.exists():
         state = load_checkpoint(resume_path)
         mismatch = resume_mismatch(state["train"], cfg, str(resume_path))
         if mismatch:
@@ -292,14 +293,14 @@ def _train(cfg: TrainConfig, rt: Runtime) -> TrainResult:
         opt.load_state_dict(state["optimizer"])
         epoch, step = state["progress"]["epoch"], state["progress"]["step"]
         history = list(state["metrics"].get("history", []))
-    elif cfg.resume:
+    elif resume:
         raise ValueError(f"--resume: there is no {resume_path.name} in {out}, so nothing to "
                          f"continue; run without --resume to start a new run there")
     elif (ckpt_path.exists() or resume_path.exists()) and not cfg.overwrite:
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, "
                          f"--overwrite to replace it, or choose another --out")
 
-    log = _Log(log_path if rt.is_main else None, fresh=not (cfg.resume and epoch > 0))
+    log = _Log(log_path if rt.is_main else None, fresh=not (resume and epoch > 0))
     log.write(event="start", epoch=epoch, step=step, device=str(rt.device),
               world_size=rt.world_size, parameters=count_parameters(model),
               n_train=len(train_ds), n_test=len(test_ds), config=asdict(cfg))
