@@ -32,7 +32,6 @@ replicates of the first setting.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -44,36 +43,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from bench_coverage import _coverage, _loo_mean  # noqa: E402  (one coverage rule)
+
 from essl_info import rank_transforms  # noqa: E402
 from essl_info.data import load_dataset  # noqa: E402
 from essl_info.data.rotation_world import exact_information  # noqa: E402
 
 QUICK = os.environ.get("ESSL_BENCH_QUICK") == "1"
 TABLE = "coverage_rank"
-Z = 1.959963984540054
 N_IMAGES = 1000
 REPS = 8
 # (m classes, eps orientation noise, delta cue noise, s shortcut probability)
 SETTINGS = [(2, 0.1, 0.5, 0.0), (2, 0.1, 0.1, 0.5)]
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95 % Wilson interval for a binomial proportion k / n."""
-    p, z2 = k / n, Z * Z
-    mid = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, mid - half), min(1.0, mid + half)
-
-
-def _coverage(values: np.ndarray, ses: np.ndarray, target) -> str:
-    tgt = np.broadcast_to(np.asarray(target, dtype=float), values.shape)
-    hits = int(np.sum(np.abs(values - tgt) <= Z * ses))
-    lo, hi = wilson(hits, len(values))
-    return f"{hits}/{len(values)} ({lo:.2f}-{hi:.2f})"
-
-
-def _loo_mean(values: np.ndarray) -> np.ndarray:
-    return (values.sum() - values) / (len(values) - 1)
 
 
 def replicate(setting, r: int, n_images: int = N_IMAGES):
