@@ -110,7 +110,13 @@ def exact_information(m: int, eps: float, delta: float, s: float) -> dict[str, f
     (m=2, eps=0.1, delta=0.1, s=0) -> I(A;C|X) = 0.2143, H(A|X) = 0.6492;
     (m=2, eps=0.1, delta=0.5, s=0) -> I(A;C|X) = 0.5031.
     """
-    joint = joint_distribution(m, eps, delta, s)
+    return information_from_joint(joint_distribution(m, eps, delta, s))
+
+
+
+def information_from_joint(joint: dict[tuple, float]) -> dict[str, float]:
+    """The quantities of ``exact_information`` (nats) from a joint distribution
+    ``{(a, c, x): p}`` of the transformation label, the class and the visible content."""
     A, C, X = 0, 1, 2
     h = {keep: _entropy(joint, keep) for keep in
          [(A,), (C,), (X,), (A, C), (A, X), (C, X), (A, C, X)]}

@@ -45,7 +45,6 @@ returns the quantities in nats. ``ImageDataset.latents``: ``"shape"``, ``"orient
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 
 import numpy as np
@@ -53,6 +52,7 @@ import torch
 
 from ..errors import DataError
 from .datasets import ImageDataset, base_params, channel_stats, register_dataset
+from .rotation_world import information_from_joint
 
 # 6x6 glyphs, each mirror-symmetric left-right (column j equals column 5 - j)
 SHAPES: tuple[tuple[str, ...], ...] = (
@@ -134,30 +134,13 @@ def joint_distribution(transform: str, m: int, eps: float, delta: float,
     return dict(joint)
 
 
-def _entropy(joint: dict[tuple, float], keep: tuple[int, ...]) -> float:
-    marginal: dict[tuple, float] = defaultdict(float)
-    for key, p in joint.items():
-        marginal[tuple(key[i] for i in keep)] += p
-    return -sum(p * math.log(p) for p in marginal.values() if p > 0)
-
-
 def exact_information(transform: str, m: int = 8, eps: float = 0.1, delta: float = 0.2,
                       j: float = 1.0) -> dict[str, float]:
     """Information quantities of ``transform`` on transform-world, in nats, by exact
     enumeration: ``"I(A;C)"`` (0), ``"I(A;X)"``, ``"I(A;X|C)"``, ``"I(A;C|X)"``,
     ``"H(A|X)"``, ``"H(C|X)"``, ``"H(A)"``, ``"H(C)"``, ``"I(C;X)"``. ValueError for a
     transformation whose values are not known exactly (blur4; jigsaw4 with j < 1)."""
-    joint = joint_distribution(transform, m, eps, delta, j)
-    A, C, X = 0, 1, 2
-    h = {keep: _entropy(joint, keep) for keep in
-         [(A,), (C,), (X,), (A, C), (A, X), (C, X), (A, C, X)]}
-    h_a_x = h[(A, X)] - h[(X,)]
-    h_c_x = h[(C, X)] - h[(X,)]
-    h_a_cx = h[(A, C, X)] - h[(C, X)]
-    h_a_c = h[(A, C)] - h[(C,)]
-    return {"I(A;C)": h[(A,)] + h[(C,)] - h[(A, C)], "I(A;X)": h[(A,)] - h_a_x,
-            "I(A;X|C)": h_a_c - h_a_cx, "I(A;C|X)": h_a_x - h_a_cx, "H(A|X)": h_a_x,
-            "H(C|X)": h_c_x, "H(A)": h[(A,)], "H(C)": h[(C,)], "I(C;X)": h[(C,)] - h_c_x}
+    return information_from_joint(joint_distribution(transform, m, eps, delta, j))
 
 
 # ---------------------------------------------------------------------------------------
