@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import re
 
-import torch
 
 from ..errors import CheckpointError
 from .importers import FORMATS, IMAGENET_NORMALISATION, ForeignFormat
