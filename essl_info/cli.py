@@ -66,26 +66,26 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 # ============================================================================= measure
 def _add_measure(p: argparse.ArgumentParser) -> None:
-    from .diagnostics.measure import add_measure_arguments
+    from .diagnostics.commands import add_measure_arguments
 
     add_measure_arguments(p)
 
 
 def _run_measure(args: argparse.Namespace) -> int:
-    from .diagnostics.measure import run_measure_cli
+    from .diagnostics.commands import run_measure_cli
 
     return run_measure_cli(args)
 
 
 # ===================================================================== rank-transforms
 def _add_rank(p: argparse.ArgumentParser) -> None:
-    from .diagnostics.measure import add_rank_arguments
+    from .diagnostics.commands import add_rank_arguments
 
     add_rank_arguments(p)
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from .diagnostics.measure import run_rank_cli
+    from .diagnostics.commands import run_rank_cli
 
     return run_rank_cli(args)
 

@@ -320,12 +320,12 @@ def add_theory_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_theory_cli(args: argparse.Namespace) -> int:
-    from ..diagnostics.measure import _data_params
+    from ..diagnostics.commands import data_params
     from ..diagnostics.report import check_plot_path
 
     if args.plot:
         check_plot_path(args.plot)
-    params = _data_params(args.data_param)
+    params = data_params(args.data_param)
     ov = {} if args.epochs is None else {"epochs": args.epochs}
     if args.print_commands:
         preset = PRESETS[args.mode]
