@@ -2,6 +2,7 @@
 
     pytest benchmarks/bench_auto.py -q -p no:cacheprovider [--update-readme]
     python benchmarks/bench_auto.py                                 # same cases, plain timer
+    python benchmarks/bench_auto.py evidence     # cost of auto's evidence at N = 100,000, 2+2
 
 Tasks: ``essl_info.tasks.continuous_suite()`` (1+1 to 50+50 dims: smooth Gaussians, cube and
 exp maps, spirals, Student-t tails, sparse and dense high-dimensional Gaussians, mixtures;
@@ -70,8 +71,32 @@ def test_auto(tables, task):
     run_task(tables, task)
 
 
+def evidence_cost(n: int = 100_000, reps: int = 9) -> str:
+    """Median seconds of what ``estimate_mi(x, y)`` pays to choose: validate the inputs and
+    evaluate the auto rules and their evidence on a fresh ``Variables`` (2+2 Gaussian)."""
+    from essl_info.estimators import auto
+    from essl_info.estimators.inputs import prepare_variables
+    from essl_info.tasks import gaussian
+
+    x, y = gaussian(2, 0.6).sample(n, 0)
+    wall, cpu = [], []
+    for _ in range(reps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        v = prepare_variables(x, y, None)
+        auto.needs_critic(v), auto.is_ksg_pair(v), auto.continuous_evidence(v)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return (f"n = {n}, 2+2 dims: input preparation + auto evidence, median of {reps}: "
+            f"{statistics.median(wall) * 1e3:.1f} ms wall, "
+            f"{statistics.median(cpu) * 1e3:.1f} ms CPU")
+
+
 def main() -> None:
     from conftest import Tables, machine
+
+    if sys.argv[1:] == ["evidence"]:
+        print(evidence_cost(), f"; {machine()}")
+        return
 
     tables = Tables()
     for task in TASKS:

@@ -108,3 +108,14 @@ def test_rejects_discrete_and_tiny_inputs():
     with pytest.raises(ValueError, match="rows"):
         gcmi(np.random.default_rng(0).standard_normal((30, 20)),
              np.random.default_rng(1).standard_normal((30, 20)))
+
+
+def test_average_ranks_match_scipy_with_and_without_ties():
+    from scipy.stats import rankdata
+
+    from essl_info.estimators.copula import average_ranks
+
+    rng = np.random.default_rng(5)
+    a = np.concatenate([rng.standard_normal((500, 2)), rng.integers(0, 7, (500, 2)),
+                        np.ones((500, 1))], axis=1)
+    np.testing.assert_array_equal(average_ranks(a), rankdata(a, method="average", axis=0))
