@@ -60,10 +60,10 @@ def run_task(tables, task) -> None:
                   "infonce ratio": "" if nce is None else nce / task.truth,
                   "ksg ratio": ksg / task.truth, "time [s]": secs})
     within = sum(r["within 1.5x"] == "yes" for r in tables.rows[TABLE].values())
-    tables.notes[TABLE] = [f"N = {N}; within a factor 1.5 of the truth: {within}/"
-                           f"{len(tables.rows[TABLE])}; median time per call "
-                           f"{statistics.median(TIMES):.2f} s over {len(TIMES)} tasks "
-                           f"(min {min(TIMES):.2f} s, max {max(TIMES):.1f} s)."]
+    tables.notes[TABLE] = [(f"N = {N}; within a factor 1.5 of the truth: {within}/"
+                            f"{len(tables.rows[TABLE])}; median time per call "
+                            f"{statistics.median(TIMES):.2f} s over {len(TIMES)} tasks "
+                            f"(min {min(TIMES):.2f} s, max {max(TIMES):.1f} s).")]
 
 
 @pytest.mark.parametrize("task", TASKS, ids=[t.name for t in TASKS])

@@ -90,3 +90,13 @@ def test_evidence_uses_a_fixed_subsample_and_keeps_the_decision():
         assert ev["tail_ratio"] == pytest.approx(full["tail_ratio"], rel=0.1)
         assert ev["shared_scale"] == pytest.approx(full["shared_scale"], abs=0.03)
     assert auto.evidence_rows(500) == slice(None)
+
+
+def test_auto_falls_back_to_infonce_when_gcmi_is_impossible():
+    x, y = tasks.gaussian(4, 0.5).sample(1500, 0)
+    x = np.c_[x, 2.0 * x[:, :1]]  # a duplicated column: singular normal-score covariance
+    est = estimate_mi(x, y, **CHEAP)
+    bounds = est.diagnostics["bounds"]
+    assert est.method == "gcmi-infonce" and bounds["picked"] == "infonce"
+    assert "singular" in bounds["reason"] and bounds["gcmi"] is None
+    assert est.value == bounds["infonce"]["value"]

@@ -119,3 +119,13 @@ def test_average_ranks_match_scipy_with_and_without_ties():
     a = np.concatenate([rng.standard_normal((500, 2)), rng.integers(0, 7, (500, 2)),
                         np.ones((500, 1))], axis=1)
     np.testing.assert_array_equal(average_ranks(a), rankdata(a, method="average", axis=0))
+
+
+def test_constant_columns_are_dropped_and_duplicates_refused():
+    x, y = tasks.gaussian(3, 0.5).sample(2000, 6)
+    base = estimate_mi(x, y, method="gcmi")
+    dead = estimate_mi(np.c_[x, np.ones(2000)], y, method="gcmi")  # a dead unit
+    assert dead.value == pytest.approx(base.value, abs=1e-9)
+    assert dead.diagnostics["constant_columns"] == [1, 0]
+    with pytest.raises(ValueError, match="singular"):
+        estimate_mi(np.c_[x, np.exp(x[:, :1])], y, method="gcmi")

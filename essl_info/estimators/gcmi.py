@@ -99,8 +99,20 @@ def gcmi(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *, seed: int
     """(value, jackknife stderr, diagnostics): GCMI of x (n, dx) and y (n, dy) [given z
     (n, dz)] in nats. The value uses all rows; the stderr comes from ``n_blocks``
     leave-one-block-out values (rows assigned to blocks by a permutation seeded with
-    ``seed``), each with its own bias correction at its own row count."""
+    ``seed``), each with its own bias correction at its own row count. Constant columns are
+    dropped (counted in ``diagnostics["constant_columns"]``); a column that is a monotone
+    function of others (a singular normal-score covariance) is a ValueError."""
     parts = [x, y] if z is None else [x, y, z]
+    # a constant column carries no information and makes the covariance singular: drop it
+    # (dead units are common in learned features); x or y with nothing left: I = 0 exactly
+    keep = [np.ptp(p, axis=0) > 0 for p in parts]
+    dropped = [int((~k).sum()) for k in keep]
+    parts = [p[:, k] for p, k in zip(parts, keep)]
+    if parts[0].shape[1] == 0 or parts[1].shape[1] == 0:
+        return 0.0, 0.0, {"uncorrected": 0.0, "bias_correction": 0.0, "n_blocks": n_blocks,
+                          "dims": [p.shape[1] for p in parts], "constant_columns": dropped}
+    if len(parts) == 3 and parts[2].shape[1] == 0:
+        parts = parts[:2]
     scores = np.concatenate([gaussian_copula(p) for p in parts], axis=1)  # (n, D)
     n, dim = scores.shape
     sizes = [p.shape[1] for p in parts]
@@ -127,7 +139,7 @@ def gcmi(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *, seed: int
     stderr = float(np.sqrt((n_blocks - 1) / n_blocks * ((loo - loo.mean()) ** 2).sum()))
     uncorrected = gaussian_mi(cov(tot_s, tot_p, n), blocks, n, bias_correct=False)
     return value, stderr, {"uncorrected": uncorrected, "bias_correction": value - uncorrected,
-                           "n_blocks": n_blocks, "dims": sizes}
+                           "n_blocks": n_blocks, "dims": sizes, "constant_columns": dropped}
 
 
 def gcmi_supports(v: Variables) -> bool:
