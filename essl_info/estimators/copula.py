@@ -23,15 +23,17 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     argsort per column, the order within a run of ties does not matter: ~5x faster than
     scipy's per-column loop on 10,000 x 2)."""
     n, d = values.shape
-    order = np.argsort(values, axis=0)  # (n, d)
-    ordered = np.take_along_axis(values, order, axis=0)
-    ranks = np.empty((n, d), dtype=np.float64)
+    cols = np.ascontiguousarray(values.T)  # (d, n): each column's sort runs on contiguous rows
+    order = np.argsort(cols, axis=1)  # (d, n)
+    ordered = np.take_along_axis(cols, order, axis=1)
+    ranks = np.empty((d, n), dtype=np.float64)
     new = np.ones(n, dtype=bool)
     for j in range(d):
-        np.not_equal(ordered[1:, j], ordered[:-1, j], out=new[1:])
+        np.not_equal(ordered[j, 1:], ordered[j, :-1], out=new[1:])
         starts = np.flatnonzero(new)  # first sorted position of each run of equal values
         ends = np.append(starts[1:], n)  # one past its last
-        ranks[order[:, j], j] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+        ranks[j, order[j]] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    ranks = ranks.T
     return ranks
 
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import digamma
+from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 from ..types import Estimate
 from .copula import gaussian_copula
@@ -102,6 +103,14 @@ def gcmi(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *, seed: int
     ``seed``), each with its own bias correction at its own row count. Constant columns are
     dropped (counted in ``diagnostics["constant_columns"]``); a column that is a monotone
     function of others (a singular normal-score covariance) is a ValueError."""
+    # one BLAS thread: the products are small (n / n_blocks rows), and threaded OpenBLAS
+    # took 36 ms instead of 0.25 ms per 500 x 100 block on a loaded 2-core machine
+    with threadpool_limits(1, user_api="blas"):
+        return _gcmi_arrays(x, y, z, seed=seed, n_blocks=n_blocks, bias_correct=bias_correct)
+
+
+def _gcmi_arrays(x: np.ndarray, y: np.ndarray, z: np.ndarray | None, *, seed: int,
+                 n_blocks: int, bias_correct: bool) -> tuple[float, float, dict]:
     parts = [x, y] if z is None else [x, y, z]
     # a constant column carries no information and makes the covariance singular: drop it
     # (dead units are common in learned features); x or y with nothing left: I = 0 exactly
@@ -122,10 +131,10 @@ def gcmi(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *, seed: int
         raise ValueError(f"GCMI needs more rows than dimensions: n={n} for {dim} columns")
     # per-block sums and cross products; leave-one-block-out covariances from the totals
     block_of = np.random.default_rng(seed).permutation(n) % n_blocks  # (n,)
-    sums = np.stack([scores[block_of == b].sum(0) for b in range(n_blocks)])  # (B, D)
-    prods = np.stack([scores[block_of == b].T @ scores[block_of == b]
-                      for b in range(n_blocks)])  # (B, D, D)
     counts = np.bincount(block_of, minlength=n_blocks)  # (B,)
+    grouped = np.split(scores[np.argsort(block_of, kind="stable")], np.cumsum(counts)[:-1])
+    sums = np.stack([g.sum(0) for g in grouped])  # (B, D)
+    prods = np.stack([g.T @ g for g in grouped])  # (B, D, D)
 
     def cov(s: np.ndarray, p: np.ndarray, m: int) -> np.ndarray:
         mean = s / m
