@@ -36,21 +36,25 @@ def test_shared_scale_tells_elliptical_tails_from_monotone_maps():
     (tasks.gaussian(3, 0.5), "ksg"),  # 3+3, light tails
     (tasks.student_t(3, 0.5, 3.0), "ksg"),  # 3+3, elliptical tails: a shared scale
     (tasks.student_t(10, 0.2, 5.0), "ksg"),  # 10+10, idem
-    (tasks.monotone(tasks.gaussian(2, 0.5), "exp"), "infonce"),
-    (tasks.gaussian(25, 0.5, sparse=True), "infonce"),  # 50 dims
+    (tasks.monotone(tasks.gaussian(2, 0.5), "exp"), "gcmi-infonce"),
+    (tasks.gaussian(25, 0.5, sparse=True), "gcmi-infonce"),  # 50 dims
 ])
 def test_auto_choice_and_its_record(task, method):
     x, y = task.sample(3000, 0)
-    est = estimate_mi(x, y, **(CHEAP if method == "infonce" else {}))
+    est = estimate_mi(x, y, **(CHEAP if method == "gcmi-infonce" else {}))
     assert est.method == method
     ev = est.diagnostics["auto_evidence"]
     assert ev["dims"] == x.shape[1] + y.shape[1] and ev["criterion"].endswith(
-        "critic" if method == "infonce" else "KSG")
+        "critic" if method == "gcmi-infonce" else "KSG")
     assert est.diagnostics["auto_reason"]
-    if method == "infonce":
+    if method == "gcmi-infonce":
         second = est.diagnostics["second_opinion"]
         assert second["method"] == "ksg" and np.isfinite(second["value"])
         assert est.params["copula"] is True
+        bounds = est.diagnostics["bounds"]
+        picked = bounds["picked"]
+        assert est.value == bounds[picked]["value"] == max(bounds["gcmi"]["value"],
+                                                           bounds["infonce"]["value"])
     else:
         assert "second_opinion" not in est.diagnostics
 
@@ -60,3 +64,39 @@ def test_auto_keeps_ksg_with_a_cond_and_mixed_with_ties():
     assert estimate_mi(x, y, x[:, 0] + y[:, 0]).method == "ksg"  # critics take no cond
     xt = np.round(x[:, :2])  # heavily tied
     assert estimate_mi(xt, y[:, :2]).method == "mixed"
+
+
+def test_auto_finds_the_dense_weak_gaussian_in_50_plus_50_dims():
+    # 0.011 nats in each of 50 pairs: kNN and the critic keep ~0.1 of it, GCMI all of it
+    task = tasks.gaussian(50, 0.15)
+    x, y = task.sample(3000, 0)
+    est = estimate_mi(x, y, **CHEAP)
+    assert est.method == "gcmi-infonce" and est.diagnostics["bounds"]["picked"] == "gcmi"
+    assert abs(est.value - task.truth) < 3 * est.stderr + 0.01
+
+
+def test_evidence_uses_a_fixed_subsample_and_keeps_the_decision():
+    from essl_info.estimators.inputs import prepare_variables
+
+    for task in (tasks.gaussian(2, 0.6), tasks.student_t(3, 0.5, 3.0),
+                 tasks.monotone(tasks.gaussian(3, 0.6), "exp")):
+        x, y = task.sample(3 * auto.EVIDENCE_ROWS, 0)
+        v = prepare_variables(x, y, None)
+        ev = auto.continuous_evidence(v)
+        assert ev["evidence_rows"] == auto.EVIDENCE_ROWS
+        assert ev == auto.continuous_evidence(prepare_variables(x, y, None))  # seeded
+        full = {"tail_ratio": max(auto.tail_ratio(x), auto.tail_ratio(y)),
+                "shared_scale": max(auto.shared_scale(x), auto.shared_scale(y))}
+        assert ev["tail_ratio"] == pytest.approx(full["tail_ratio"], rel=0.1)
+        assert ev["shared_scale"] == pytest.approx(full["shared_scale"], abs=0.03)
+    assert auto.evidence_rows(500) == slice(None)
+
+
+def test_auto_falls_back_to_infonce_when_gcmi_is_impossible():
+    x, y = tasks.gaussian(4, 0.5).sample(1500, 0)
+    x = np.c_[x, 2.0 * x[:, :1]]  # a duplicated column: singular normal-score covariance
+    est = estimate_mi(x, y, **CHEAP)
+    bounds = est.diagnostics["bounds"]
+    assert est.method == "gcmi-infonce" and bounds["picked"] == "infonce"
+    assert "singular" in bounds["reason"] and bounds["gcmi"] is None
+    assert est.value == bounds["infonce"]["value"]
