@@ -7,7 +7,9 @@ registered implementation. All values are in nats and signed.
 Methods (see ``MI_METHODS`` for the live list, each with its paper):
 ``plugin`` (discrete.py), ``ksg``/``ksg2``/``ross``/``mixed`` and conditional forms (knn.py),
 ``npeet`` (reference.py), ``probe`` (probe.py), ``infonce``/``nwj``/``mine``/``smile``
-(neural.py, bounds as pure functions in bounds.py).
+(neural.py, bounds as pure functions in bounds.py), ``gcmi`` (gcmi.py, Gaussian-copula MI)
+and ``gcmi-infonce`` (auto.py: the larger of GCMI and InfoNCE, where ``auto`` picks a
+critic).
 """
 
 from __future__ import annotations
