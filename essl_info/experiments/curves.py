@@ -81,6 +81,7 @@ class Curve:
     stderr: np.ndarray        # (E,)
     sampling_se: np.ndarray   # (E,)
     seed_sd: np.ndarray       # (E,)
+    run_se: np.ndarray        # (S, E): each run's sampling error
 
     @property
     def final(self) -> dict:
@@ -127,7 +128,7 @@ def seed_curve(folders: Sequence[str | Path], key: str, *, sampling: str = "none
     return Curve(key, tuple(common), values,
                  np.array([c.value for c in combined]), np.array([c.stderr for c in combined]),
                  np.array([c.sampling_se for c in combined]),
-                 np.array([c.seed_sd for c in combined]))
+                 np.array([c.seed_sd for c in combined]), se)
 
 
 def group_folders(runs, by: Sequence[str]) -> dict[tuple, list[Path]]:
@@ -161,5 +162,27 @@ def final_value(rows: Sequence[dict], key: str, *, sampling: str = "none") -> di
             "seed_values": [float(x) for x in v]}
 
 
-__all__ = ["Curve", "binomial_se", "epoch_records", "final_value", "group_folders", "run_sizes",
-           "seed_curve"]
+def paired_difference(a: Curve, b: Curve) -> dict:
+    """a − b at the last epoch both curves have, paired by run: the runs of ``a`` and
+    ``b`` are taken in the same seed order (same initialisation, data order and
+    augmentation draws where the configs allow it), so the per-seed differences combine
+    by ``combine_seeds`` (their spread is the seed error; each pair's sampling error is
+    the two runs' in quadrature, conservative when they share the test images).
+    Returns ``{"value", "stderr", "epoch", "seed_values", "paired": True}``."""
+    from ..estimators.resampling import combine_seeds
+
+    if a.values.shape[0] != b.values.shape[0]:
+        raise ValueError(f"paired_difference needs as many runs on both sides, got "
+                         f"{a.values.shape[0]} and {b.values.shape[0]}")
+    common = sorted(set(a.epochs) & set(b.epochs))
+    if not common:
+        raise ValueError(f"{a.key} and {b.key} share no epoch")
+    ja, jb = a.epochs.index(common[-1]), b.epochs.index(common[-1])
+    d = a.values[:, ja] - b.values[:, jb]
+    ens = combine_seeds(d, np.hypot(a.run_se[:, ja], b.run_se[:, jb]))
+    return {"value": ens.value, "stderr": ens.stderr, "epoch": common[-1],
+            "seed_values": [float(v) for v in d], "paired": True}
+
+
+__all__ = ["Curve", "binomial_se", "epoch_records", "final_value", "group_folders",
+           "paired_difference", "run_sizes", "seed_curve"]

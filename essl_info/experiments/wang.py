@@ -83,12 +83,12 @@ class WangMode:
 _TINY_TRAIN = dict(image_size=8, trans_size=8, n_train=64, n_test=40, width=4, batch_size=32,
                    knn_k=20, epochs=1, warmup_epochs=0, device="cpu", threads=1)
 MODES: dict[str, WangMode] = {m.name: m for m in (
-    WangMode("tiny", "seconds, for tests: digits at 8 px, 64 images, 1 epoch, 2 seeds, 2 transformations",
+    WangMode("tiny", "seconds, for tests: digits at 8 px, 64 images, 1 epoch, 2 seeds, 3 transformations",
              "digits", train=_TINY_TRAIN, seeds=2, rank_images=150,
              predictor=PredictorConfig(max_epochs=2, patience=1, folds=2, width=4, hidden=8,
                                        fits=2),
              measure=dict(seeds=1, folds=2, n_images=80),
-             transforms=("rotation4", "hflip"), fig3_transforms=("rotation4", "hflip")),
+             transforms=("rotation4", "hflip", "vflip"), fig3_transforms=("rotation4", "hflip")),
     WangMode("quick", "CPU, digits (16 px, 1,437 train / 359 test images): the digits recipe "
              "with 5 epochs (1 warm-up), 3 seeds; one run ~45 s of one core",
              "digits", train=dict(epochs=5, warmup_epochs=1, device="cpu", threads=1),
