@@ -33,24 +33,29 @@ N_BOOT = 4000
 
 def agreement(x: list[dict], y: list[dict], *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Spearman ρ of two lists of ``{"value", "stderr"}`` and its 95 % parametric
-    bootstrap interval (None where a side is constant)."""
+    bootstrap interval (each number redrawn from a normal with its standard error);
+    None where ρ is undefined (fewer than 3 points or a constant side)."""
     import numpy as np
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata
+
+    def rho(a: np.ndarray, b: np.ndarray) -> np.ndarray:   # along the last axis
+        ra, rb = rankdata(a, axis=-1), rankdata(b, axis=-1)
+        ra, rb = ra - ra.mean(-1, keepdims=True), rb - rb.mean(-1, keepdims=True)
+        den = np.sqrt((ra ** 2).sum(-1) * (rb ** 2).sum(-1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, (ra * rb).sum(-1) / np.where(den > 0, den, 1), np.nan)
 
     xv, xs = np.array([d["value"] for d in x]), np.array([d["stderr"] for d in x])
     yv, ys = np.array([d["value"] for d in y]), np.array([d["stderr"] for d in y])
     rng = np.random.default_rng(seed)
-    rho = float(spearmanr(xv, yv).statistic) if len(xv) > 2 else float("nan")
-    draws = []
-    for _ in range(n_boot):
-        r = spearmanr(xv + xs * rng.standard_normal(len(xv)),
-                      yv + ys * rng.standard_normal(len(yv))).statistic
-        if np.isfinite(r):
-            draws.append(r)
-    ok = np.isfinite(rho) and len(draws) > 0
-    return {"rho": rho if ok else None,
+    point = float(rho(xv, yv)) if len(xv) > 2 else float("nan")
+    draws = rho(xv + xs * rng.standard_normal((n_boot, len(xv))),
+                yv + ys * rng.standard_normal((n_boot, len(yv))))
+    draws = draws[np.isfinite(draws)]
+    ok = np.isfinite(point) and len(draws) > 0
+    return {"rho": point if ok else None,
             "ci": [float(q) for q in np.quantile(draws, [0.025, 0.975])] if ok else None,
-            "p_rho_le_0": float(np.mean(np.array(draws) <= 0)) if ok else None,
+            "p_rho_le_0": float(np.mean(draws <= 0)) if ok else None,
             "n_transforms": len(xv), "n_boot": n_boot}
 
 

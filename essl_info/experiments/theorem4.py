@@ -77,8 +77,8 @@ def theorem4_sides(i_za: Value, i_zc: Value, h_axc: Value, log_k: float, *,
     the same for the text's reading (``rhs_text``, ``gap_text``, ``verdict_text``) with
     H(A|X,C) in place of I(X;A|C); each as ``{"value", "stderr"}``."""
     i_xac = linear([(-1.0, h_axc)], constant=log_k)
-    rhs = linear([(1.0, i_zc), (-1.0, h_axc)], constant=-log_k)
-    gap = linear([(1.0, i_zc), (-1.0, h_axc), (-1.0, i_za)], constant=-log_k)
+    rhs = linear([(1.0, i_zc), (1.0, h_axc)], constant=-log_k)     # I(Z;C) − I(X;A|C)
+    gap = linear([(1.0, i_zc), (1.0, h_axc), (-1.0, i_za)], constant=-log_k)
     rhs_text = linear([(1.0, i_zc), (-1.0, h_axc)])
     gap_text = linear([(1.0, i_zc), (-1.0, h_axc), (-1.0, i_za)])
     d = lambda v: {"value": v.value, "stderr": v.stderr}   # noqa: E731
