@@ -10,7 +10,9 @@ its per-epoch checkpoints (``save_every``), which the information dynamics measu
 
 Modes (``MODES``): ``tiny`` (seconds; tests), ``quick`` (CPU, the embedded digits, a few
 epochs of the digits recipe), ``full`` (CIFAR-10 on a GPU with Appendix B's setting:
-ResNet-18, random crops only, 200 epochs, batch 512, weight decay 1e-6, MLP head 2048).
+ResNet-18, random crops only, 200 epochs, batch 512, weight decay 1e-6, MLP head 2048;
+the transformation predicted on whole 32 px crops, as RotNet; the step size is the CIFAR
+recipe's, 0.06 × batch / 256, which the paper does not state).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ MODES: dict[str, WangMode] = {m.name: m for m in (
     WangMode("full", "GPU, CIFAR-10 (--data-dir): Appendix B's setting, ResNet-18, random "
              "crops only, 200 epochs, batch 512, weight decay 1e-6, MLP head 2048, 3 seeds",
              "cifar10", train=dict(epochs=200, batch_size=512, weight_decay=1e-6,
-                                   head_width=2048, device="cuda", threads=None),
+                                   head_width=2048, trans_size=32, device="cuda",
+                                   threads=None),
              seeds=3, rank_images=5000, measure=dict(seeds=3, folds=5, n_images=5000),
              gpu_hours="ResNet-18, 200 epochs of 50,000 images with K copies per image: "
                        "about 0.3-0.6 GPU-hours per run on one H200-class GPU (not measured)"),
