@@ -223,6 +223,9 @@ SIMCLR_JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.
 AUGMENT_PRESETS: dict[str, AugmentPreset] = {
     p.name: p for p in (
         AugmentPreset("none", (), False, "no augmentation (resize only, if out_size differs)"),
+        AugmentPreset("crop", ((random_resized_crop, {"scale": (0.08, 1.0)}),), True,
+                      "random resized crop only (Wang et al. 2024, Fig. 1: crops alone, so "
+                      "no augmentation overlaps a predicted transformation)"),
         AugmentPreset("crop_flip", ((random_resized_crop, {"scale": (0.08, 1.0)}),
                                     (random_hflip, {"p": 0.5})), True,
                       "random resized crop + horizontal flip"),
