@@ -17,8 +17,9 @@ and ``eq:T`` (``--lambda 0.4``). Per cell: linear and kNN downstream accuracy ov
 compute() -> paper_figs/results/dangovski_fig1.json; plot() -> paper_figs/dangovski_fig1.png.
 Quick: digits, the digits recipe (small_cnn, width 16) with 3 epochs, T in rotation4,
 vflip, hflip, invert: 9 cells x 3 seeds = 27 runs in runs/paper-digits-quick (xie_choice.py
-reuses the baseline and the rotation4 cells). Expected time on 2 free cores with --jobs 2:
-about 10 min (one SimCLR epoch took 41 s at load 6.3; estimate, not measured end to end).
+reuses the baseline and the rotation4 cells). Expected time on 2 free cores with --jobs 2: about
+8-10 min (estimate: one SimCLR epoch of one run took 41 s at load 6.3 on 2 cores, about
+3x slower than on free cores; not measured end to end).
 Full (not run here): CIFAR-10, Dangovski et al.'s SimCLR setting (ResNet-18, batch 512,
 800 epochs, lr 0.06 x batch/256, weight decay 5e-4: the library's cifar10 recipe), the
 seven transformations of their figure: 15 cells x 3 seeds = 45 runs of about 2-3
@@ -123,11 +124,12 @@ def plot(doc: dict | None = None, out: Path = FIGURE) -> Path:
         vals = [100 * doc["cells"][f"{k}:{t}"][metric]["value"] for t in ts
                 for k in ("inv", "eq")] + [lo]
         ax.set_ylim(min(vals) - 3, None)
-        for i, t in enumerate(ts):
+        ticks = []
+        for t in ts:
             g = doc["gaps"][t][metric]["eq_minus_inv"]
-            label = f"E−I {g['sign']}" + (f"\n(pub. E−SimCLR {signs[t]})" if t in signs else "")
-            ax.annotate(label, (i, 0.02), xycoords=("data", "axes fraction"), ha="center",
-                        fontsize=7)
+            ticks.append(f"{t}\nE−I {g['sign']}"
+                         + (f" (pub. E−SimCLR {signs[t]})" if t in signs else ""))
+        ax.set_xticks(range(len(ts)), ticks, fontsize=7)
         ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(f"Dangovski et al. Fig. 1 — {doc['dataset']} ({doc['mode']}), mean of "
                  f"{len(doc['provenance']['seeds'])} seeds, 95 % intervals; band: SimCLR",

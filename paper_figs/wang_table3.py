@@ -21,8 +21,8 @@ monitor under CARE), and the geometric equivariance of the backbone features for
 
 compute() -> paper_figs/results/wang_table3.json; plot() -> paper_figs/wang_table3.png.
 Quick: digits, 3 epochs, ResNet-18 at width 8; 9 runs (3 shared with wang_table2.py).
-Expected time on 2 free cores with --jobs 2: about 5 min (estimate from one-epoch timings
-at load 6: 50 s for rotation only, more with the two SimCLR views; not measured end to end).
+Expected time on 2 free cores with --jobs 2: about 5 min after wang_table2.py (estimate
+from one-epoch timings at load 6.3, not measured end to end; Wahba/γ_f are closed forms).
 Full (not run here): CIFAR-10, widths 64, batch 128, weight decay 5e-4, 200 epochs: 9 runs
 of about 0.3-0.6 GPU-hour, 3-5 GPU-hours (estimate).
 """

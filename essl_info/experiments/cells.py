@@ -79,7 +79,7 @@ MODES: dict[str, CellMode] = {m.name: m for m in (
     CellMode("quick", "CPU, digits (embedded): the digits recipe with a few epochs",
              train=dict(device="cpu", final_linear_probe=False),
              evaluation=EvalConfig(folds=5, repeats=2, max_images=4000), seeds=3,
-             measure=MeasureConfig(n_images=200)),
+             measure=MeasureConfig(n_images=160)),
     CellMode("full", "GPU, CIFAR-10/100 (--data-dir): the papers' settings",
              train=dict(device="cuda", threads=None, final_linear_probe=False),
              evaluation=EvalConfig(folds=5, repeats=1, max_images=20000), seeds=3,
@@ -218,7 +218,7 @@ def run_cells(sweep: Sweep, mode: CellMode, *, jobs: int = 1,
                          f"(its worker.log has the details)")
     rows = collect(sweep)
     scored, cache = [], {}
-    for k, r in enumerate(rows):
+    for r in rows:
         if r["key"] not in cache:
             cache[r["key"]] = score_run(r, mode.evaluation, measure_cfg, device=device)
             say(f"  scored {len(cache)}/{len(sweep)} runs")
