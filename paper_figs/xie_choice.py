@@ -79,22 +79,30 @@ def measured_role(cells: dict, t: str, metric: str = "linear") -> dict:
     return {"role": role, "best_equivariant_cell": best, "eq_minus_inv": d}
 
 
-def compute(mode: str = "quick", *, jobs: int = 2, root=None, dataset: str | None = None,
-            data_dir: str | None = None, transforms=None, out: Path = RESULTS) -> dict:
+def experiment(mode: str, dataset: str, root=None, data_dir=None, transforms=None):
+    """(mode, sweep, candidates): dangovski_fig1's base run, so shared cells train once."""
     from dangovski_fig1 import TRAIN
-    from essl_info.data import get_transformation
-    from essl_info.diagnostics.choice import ROLES
-    from essl_info.experiments.cells import cell_sweep, mode_for, provenance, run_cells
-    from essl_info.experiments.theory import PRESETS, prediction
+
+    from essl_info.experiments.cells import cell_sweep, mode_for
     from essl_info.training.config import TrainConfig
 
-    t0 = time.time()
-    dataset = dataset or ("cifar10" if mode == "full" else "digits")
-    ts = tuple(transforms or CANDIDATES[mode])
     m = mode_for(mode, dataset=dataset, root=root)
     base = TrainConfig(dataset=dataset, data_dir=data_dir, ssl="simclr",
                        **{**m.train, **TRAIN[mode]})
-    sweep = cell_sweep(m.root, base, cells_for(ts), m.seeds)
+    ts = tuple(transforms or CANDIDATES[mode])
+    return m, cell_sweep(m.root, base, cells_for(ts), m.seeds), ts
+
+
+def compute(mode: str = "quick", *, jobs: int = 2, root=None, dataset: str | None = None,
+            data_dir: str | None = None, transforms=None, out: Path = RESULTS) -> dict:
+    from essl_info.data import get_transformation
+    from essl_info.diagnostics.choice import ROLES
+    from essl_info.experiments.cells import provenance, run_cells
+    from essl_info.experiments.theory import PRESETS, prediction
+
+    t0 = time.time()
+    dataset = dataset or ("cifar10" if mode == "full" else "digits")
+    m, sweep, ts = experiment(mode, dataset, root, data_dir, transforms)
     device = "cuda" if mode == "full" else "cpu"
     pred = prediction(dataset, list(ts), root=sweep.root / f"xie-rank-{mode}",
                       preset=PRESETS[mode], data_dir=data_dir, device=device)

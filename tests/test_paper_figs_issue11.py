@@ -140,3 +140,24 @@ def test_xie_choice_tiny(root, tmp_path):
     a = doc["agreement"]
     assert a["decided"] + a["ties"] == len(doc["transforms"])
     assert mod.plot(doc, tmp_path / "x.png").stat().st_size > 0
+
+
+def _keys(mod, mode: str, root) -> dict[str, str]:
+    """Cell -> run key (seed 0) of a script's sweep in ``mode`` (nothing is trained)."""
+    return {r.tag_dict["cell"]: r.key for r in mod.experiment(mode, "digits", root)[1].runs
+            if r.tag_dict["seed"] == 0}
+
+
+def test_quick_modes_share_runs(tmp_path):
+    """What the docstrings promise: in one root, Wang Table 3's rotation-only cell is Table
+    2's ResNet18/simclr run, and Xie's baseline and rotation4 cells are Dangovski's."""
+    t2, t3 = _script("wang_table2"), _script("wang_table3")
+    dg, xie = _script("dangovski_fig1"), _script("xie_choice")
+    for mode in ("quick", "full"):
+        k2, k3 = _keys(t2, mode, tmp_path), _keys(t3, mode, tmp_path)
+        assert k3["CE (rotation only)"] == k2["ResNet18/simclr"]
+        assert len(set(k3.values()) | set(k2.values())) == len(k2) + 2
+        kd, kx = _keys(dg, mode, tmp_path), _keys(xie, mode, tmp_path)
+        for c in ("SimCLR", "inv:rotation4", "eq:rotation4"):
+            assert kx[c] == kd[c]
+        assert "eq+order:brightness" in kx and "eq+order:rotation4" not in kx
