@@ -39,6 +39,16 @@ def test_rule():
         choose_roles(Report([]))
 
 
+def test_rule_covers_every_verdict_of_rank_transforms():
+    from essl_info.diagnostics.rank import VERDICTS
+
+    names = sorted({v.name for v in VERDICTS})
+    ts = ["rotation4", "hflip", "vflip", "invert", "grayscale", "jigsaw4", "blur4"]
+    choices = choose_roles(_report(list(zip(ts, names))))
+    roles = {c["verdict"]: c["role"] for c in choices}
+    assert roles == {v: "equivariant" if v == "synergistic" else "invariant" for v in names}
+
+
 def test_rank_transforms_choose(capsys):
     assert cli.main(["rank-transforms", "--dataset", "digits", "--transforms", "invert",
                      "--n-images", "150", "--fits", "1", "--json", "--quiet",

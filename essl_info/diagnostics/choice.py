@@ -13,6 +13,9 @@ training, from Ĥ_V(A|X) and Î_V(A;C|X) with their standard errors):
   H(A|X)), ``class-irrelevant`` (the class does not resolve A) and ``uninformative`` (A
   invisible) → **invariant**: predicting it teaches no class features, so it serves as an
   augmentation of the SSL views (``--invariant``), where it can only remove nuisance.
+- ``undetermined`` (an interval straddles a threshold, or the fits disagree) and ``learned
+  nothing`` (the predictors beat no uniform guess) → **invariant** as well: no evidence of
+  synergy, and the rule calls equivariant only what the evidence shows.
 
 The decision is no better than its evidence: it inherits the estimates' error bars (a
 transformation whose Î_V(A;C|X) is not clearly positive is called invariant), and the
@@ -25,7 +28,8 @@ from ..data import get_transformation
 from ..types import Report
 
 ROLES = {"synergistic": "equivariant", "lossless/shortcut": "invariant",
-         "class-irrelevant": "invariant", "uninformative": "invariant"}
+         "class-irrelevant": "invariant", "uninformative": "invariant",
+         "undetermined": "invariant", "learned nothing": "invariant"}
 
 
 def choose_roles(report: Report) -> list[dict]:
