@@ -112,12 +112,30 @@ def _check_spec(blocks: Sequence[Block], k, joint, subspaces, radius_from):
 
 
 def joint_strata(blocks: Sequence[Block], space: Sequence[int]) -> np.ndarray:
-    """(n,) int64 codes of the combination of a space's discrete blocks (0 when none)."""
+    """(n,) int64 codes 0..S-1 of the combination of a space's discrete blocks (0 when
+    none), numbered in increasing (first block, second block, ...) order, as
+    ``inputs.joint_codes`` numbers them."""
     disc = [blocks[b].values for b in space if blocks[b].discrete]
     n = len(blocks[0].values)
     if not disc:
         return np.zeros(n, np.int64)
-    return joint_codes(*(d.reshape(n, -1) if d.ndim > 1 else d for d in disc))
+    if any(d.ndim != 1 or d.dtype.kind not in "iub" for d in disc):
+        return joint_codes(*(d.reshape(n, -1) if d.ndim > 1 else d for d in disc))
+    out = np.zeros(n, np.int64)
+    for d in disc:
+        c = _dense(d.astype(np.int64, copy=False))
+        out = _dense(out * (int(c.max(initial=0)) + 1) + c)
+    return out
+
+
+def _dense(codes: np.ndarray) -> np.ndarray:
+    """(n,) int64 codes renumbered 0..S-1 in increasing order (``np.unique``'s inverse),
+    by a bincount when the codes are small non-negative integers (no sort)."""
+    n = len(codes)
+    if n and codes.min() >= 0 and codes.max() < 4 * n + 64:
+        present = np.bincount(codes) > 0
+        return (np.cumsum(present) - 1)[codes]
+    return np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def float32_error_bound(values: np.ndarray, norm: str) -> float:
