@@ -182,8 +182,9 @@ def _scan_leaf(tp, perm, u0, u1, skip, q, i, k, topd, topj):
 
 @njit(cache=True, nogil=True)
 def _knn_range(p0, p1, tree, kvec, bd, bj):
-    """For tree positions p0..p1-1 (query point i = perm[p]): bd[i, :k], bj[i, :k] the k
-    nearest other points of its segment, ascending (distance, row).
+    """For tree positions p0..p1-1 (query point perm[p]; kvec, bd, bj indexed by
+    position): bd[p, :k], bj[p, :k] the k nearest other points of its segment, ascending
+    (distance, row).
 
     Bottom-up from the query's own leaf: its points give a first radius; then at each
     ancestor the sibling subtree is searched (nearer child first) when its box is within
@@ -199,7 +200,7 @@ def _knn_range(p0, p1, tree, kvec, bd, bj):
     for p in range(p0, p1):
         i = perm[p]
         q = tp[p]
-        k = kvec[i]
+        k = kvec[p]
         for t in range(k):
             topd[t] = np.inf
             topj[t] = -1
@@ -241,8 +242,8 @@ def _knn_range(p0, p1, tree, kvec, bd, bj):
                     stack[top] = b
                     bound[top] = lb_
         for t in range(k):
-            bd[i, t] = topd[t]
-            bj[i, t] = topj[t]
+            bd[p, t] = topd[t]
+            bj[p, t] = topj[t]
 
 
 @njit(cache=True, nogil=True)
@@ -312,9 +313,16 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
     kq = int(kvec.max())
     seg_of, order, bounds = _segments(blocks, joint, n)
     tree = _build(_columns(blocks, joint), order, bounds, LEAF)
+    perm = tree[0]
+    bdp = np.empty((n, kq))
+    bjp = np.empty((n, kq), np.int64)
+    run_ranges(_knn_range, n, threads, tree, kvec[perm], bdp, bjp)
     bd = np.empty((n, kq))
-    bj = np.empty((n, kq), np.int64)
-    run_ranges(_knn_range, n, threads, tree, kvec, bd, bj)
+    bd[perm] = bdp
+    bj = bjp
+    if want_kmax:
+        bj = np.empty((n, kq), np.int64)
+        bj[perm] = bjp
     rows = np.arange(n)
     eps = bd[rows, kvec - 1]
     if (kvec == kq).all():

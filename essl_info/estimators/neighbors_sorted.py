@@ -48,23 +48,23 @@ def _inside(vals, u, v, r, st):
 
 
 @njit(cache=True, nogil=True)
-def _intervals(p0, p1, perm, vals, seg_lo, seg_hi, radius, strict, first, last):
-    """For sorted positions p0..p1-1 (row i = perm[p], value vals[p] in ascending order
-    within i's segment [seg_lo[i], seg_hi[i])): the positions first[i]..last[i] of the
-    values with fl(|v - vals[p]|) < radius[i] (strict[i]) or <= (else). Each end is found
+def _intervals(p0, p1, vals, radius, strict, seg_lo, seg_hi, first, last):
+    """For sorted positions p0..p1-1 (value vals[p] in ascending order within its
+    segment [seg_lo[p], seg_hi[p]); every array indexed by position, so that memory is
+    read in order): the positions first[p]..last[p] of the values with fl(|v - vals[p]|)
+    < radius[p] (strict[p]) or <= (else). Each end is found
     by a galloping search from p (steps doubling from the previous query's width, then
     bisection) on that exact predicate, which is monotone on each side of p; memory stays
     near p. Empty: first = p + 1, last = p."""
     wl, wr = 1, 1
     for p in range(p0, p1):
-        i = perm[p]
         v = vals[p]
-        r = radius[i]
-        st = strict[i]
+        r = radius[p]
+        st = strict[p]
         if st and not r > 0.0:
-            first[i], last[i] = p + 1, p
+            first[p], last[p] = p + 1, p
             continue
-        lo, hi = seg_lo[i], seg_hi[i] - 1
+        lo, hi = seg_lo[p], seg_hi[p] - 1
         # left end: the smallest a in [lo, p] inside (p itself is inside)
         a_in, g = p, wl
         a_out = lo - 1
@@ -85,7 +85,7 @@ def _intervals(p0, p1, perm, vals, seg_lo, seg_hi, radius, strict, first, last):
                 b = mid
             else:
                 a = mid + 1
-        first[i] = a
+        first[p] = a
         wl = max(p - a, 1)
         # right end: the largest b in [p, hi] inside
         b_in, g = p, wr
@@ -107,7 +107,7 @@ def _intervals(p0, p1, perm, vals, seg_lo, seg_hi, radius, strict, first, last):
                 a = mid
             else:
                 b = mid - 1
-        last[i] = a
+        last[p] = a
         wr = max(a - p, 1)
 
 
@@ -136,15 +136,15 @@ def _events(a1, b1):
 
 
 @njit(cache=True, nogil=True)
-def _sweep_range(c0, c1, order1, pos2, a2, b2, nev, ev, plus, minus):
+def _sweep_range(c0, c1, key, a2, b2, nev, ev, plus, minus):
     """The sweep over positions c0..c1-1 of column 1, on a Fenwick tree over column-2
     positions started from the points before c0 (built in O(n)): for each event, the
     number of swept points with a2 <= pos2 <= b2, into plus[i] (rectangle end) or
     minus[i] (start). Ranges are independent, so they run on separate threads."""
-    n = len(order1)
+    n = len(key)
     fen = np.zeros(n + 1, np.int32)
     for q in range(c0):
-        fen[pos2[order1[q]] + 1] += 1
+        fen[key[q] + 1] += 1
     for x in range(1, n + 1):
         y = x + (x & -x)
         if y <= n:
@@ -168,23 +168,23 @@ def _sweep_range(c0, c1, order1, pos2, a2, b2, nev, ev, plus, minus):
             else:
                 minus[i] = c
         if p < n:
-            x = pos2[order1[p]] + 1
+            x = key[p] + 1
             while x <= n:
                 fen[x] += 1
                 x += x & -x
 
 
-def rectangle_counts(order1, pos2, a1, b1, a2, b2, out, threads=None):
-    """out[i] = #{j != i : a1[i] <= pos1[j] <= b1[i] and a2[i] <= pos2[j] <= b2[i]} (pos1
-    the inverse of order1), offline: a sweep over pos1 with a Fenwick tree over pos2, each
-    rectangle the difference of two prefix counts. O(n log n). Empty rectangles (a1 > b1)
-    give 0; every non-empty one holds i itself."""
-    n = len(order1)
+def rectangle_counts(key, a1, b1, a2, b2, out, threads=None):
+    """out[p] = #{q != p : a1[p] <= q <= b1[p] and a2[p] <= key[q] <= b2[p]} for points
+    at positions p of column 1 with column-2 positions ``key`` (a permutation of 0..n-1),
+    offline: a sweep over q with a Fenwick tree over key, each rectangle the difference
+    of two prefix counts. O(n log n). Empty rectangles (a1 > b1) give 0; every non-empty
+    one holds p itself."""
+    n = len(key)
     nev, ev = _events(a1, b1)
     plus = np.zeros(n, np.int64)
     minus = np.zeros(n, np.int64)
-    run_ranges(_sweep_range, n + 1, threads, order1, pos2, a2, b2, nev, ev, plus, minus,
-               chunks=1)
+    run_ranges(_sweep_range, n + 1, threads, key, a2, b2, nev, ev, plus, minus, chunks=1)
     out[:] = np.where(a1 <= b1, plus - minus - 1, 0)
 
 
@@ -206,14 +206,20 @@ def sorted_counts(xs: np.ndarray, seg: np.ndarray, bounds: np.ndarray, radius: n
     ivs = []
     for c in range(xs.shape[1]):
         perm = sorted_order(xs[:, c], seg, len(bounds) - 1)
+        sp = seg[perm]
         first, last = np.empty(n, np.int64), np.empty(n, np.int64)
-        run_ranges(_intervals, n, threads, perm, np.ascontiguousarray(xs[perm, c]),
-                   bounds[seg], bounds[seg + 1], radius, strict, first, last)
-        ivs.append((perm, first, last))
+        run_ranges(_intervals, n, threads, np.ascontiguousarray(xs[perm, c]), radius[perm],
+                   strict[perm], bounds[sp], bounds[sp + 1], first, last)
+        ivs.append((perm, first, last))  # by position in column c's order
     if len(ivs) == 1:
-        out[:] = np.maximum(ivs[0][2] - ivs[0][1], 0)
+        perm, first, last = ivs[0]
+        out[perm] = np.maximum(last - first, 0)
         return
-    (order1, a1, b1), (order2, a2, b2) = ivs
+    # the sweep in column-1 positions: a rectangle's events lie near its own position
+    (order1, a1, b1), (order2, first2, last2) = ivs
     pos2 = np.empty(n, np.int64)
     pos2[order2] = np.arange(n)
-    rectangle_counts(order1, pos2, a1, b1, a2, b2, out, threads)
+    key = pos2[order1]  # column-2 position of the point at each column-1 position
+    res = np.empty(n, np.int64)
+    rectangle_counts(key, a1, b1, first2[key], last2[key], res, threads)
+    out[order1] = res
