@@ -26,8 +26,8 @@ Conventions (shared by all backends, so they give identical counts):
 - a subspace made of discrete blocks only is counted without a search (all points with the
   same codes, at distance 0).
 
-Backends (``backend=``): ``"kdtree"`` (scipy cKDTree, ``workers=-1``; max-norm blocks only;
-best in low dimension), ``"numba"`` (compiled brute force, float32 filter + exact float64
+Backends (``backend=``): ``"kdtree"`` (compiled kd-tree and sorted marginals, threads;
+max-norm blocks only; best in low dimension, see ``neighbors_kdtree``), ``"numba"`` (compiled brute force, float32 filter + exact float64
 recheck, see ``neighbors_numba``), ``"torch"`` (chunked brute force in float64 on CPU or
 CUDA, memory bounded), ``"auto"`` (kdtree for <= ``KDTREE_MAX_DIM`` joint dimensions, else
 torch on CUDA when available, else numba).
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -61,7 +62,24 @@ class Block:
     norm: str = "max"
 
     def take(self, rows: np.ndarray) -> "Block":
-        return Block(self.values[rows], self.discrete, self.norm)
+        """The block on ``rows``; a computed ``column_order`` is carried over (restricted
+        in O(n)) when the rows are increasing."""
+        out = Block(self.values[rows], self.discrete, self.norm)
+        order = self.__dict__.get("column_order")
+        rows = np.asarray(rows)
+        if order is not None and rows.dtype.kind in "iu" and rows.ndim == 1 and (
+                len(rows) < 2 or bool((np.diff(rows) > 0).all())):
+            pos = np.full(len(self.values), -1, np.int64)
+            pos[rows] = np.arange(len(rows))
+            o = pos[order]
+            out.__dict__["column_order"] = o[o >= 0].reshape(len(order), len(rows))
+        return out
+
+    @cached_property
+    def column_order(self) -> np.ndarray:
+        """(d, n) int64: the rows in ascending order of each column (ties by row index,
+        ``np.argsort(kind="stable")``), computed once per block (continuous blocks)."""
+        return np.argsort(self.values, axis=0, kind="stable").T.astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)

@@ -188,24 +188,30 @@ def rectangle_counts(key, a1, b1, a2, b2, out, threads=None):
     out[:] = np.where(a1 <= b1, plus - minus - 1, 0)
 
 
-def sorted_order(col: np.ndarray, seg: np.ndarray, nseg: int) -> np.ndarray:
+def sorted_order(col: np.ndarray, seg: np.ndarray, nseg: int,
+                 order: np.ndarray | None = None) -> np.ndarray:
     """(n,) int64 rows ordered by segment, then value (ties by row): ``np.lexsort((col,
-    seg))``, by two stable sorts (the second a radix sort of small integers)."""
-    order = np.argsort(col, kind="stable")
+    seg))``, as two stable sorts (the second a radix sort of small integers); ``order``:
+    the rows already sorted by value (``Block.column_order``), if known."""
+    if order is None:
+        order = np.argsort(col, kind="stable")
     if nseg > 1:
-        order = order[np.argsort(seg[order], kind="stable")]
+        s = seg[order]
+        order = order[np.argsort(s.astype(np.int16) if nseg < 2**15 else s, kind="stable")]
     return order.astype(np.int64, copy=False)
 
 
 def sorted_counts(xs: np.ndarray, seg: np.ndarray, bounds: np.ndarray, radius: np.ndarray,
-                  strict: np.ndarray, out: np.ndarray, threads=None) -> None:
+                  strict: np.ndarray, out: np.ndarray, threads=None, orders=None) -> None:
     """out (n,) = radius counts (self excluded) in the 1-D or 2-D subspace ``xs`` (n, 1|2)
     float64, within segments (``seg`` (n,) segment of each row, ``bounds`` (S+1,) their
-    offsets in segment order); ``radius`` (n,), ``strict`` (n,) bool per point."""
+    offsets in segment order); ``radius`` (n,), ``strict`` (n,) bool per point;
+    ``orders``: optional, per column the rows in ascending order of its values."""
     n = len(xs)
     ivs = []
     for c in range(xs.shape[1]):
-        perm = sorted_order(xs[:, c], seg, len(bounds) - 1)
+        perm = sorted_order(xs[:, c], seg, len(bounds) - 1,
+                            None if orders is None else orders[c])
         sp = seg[perm]
         first, last = np.empty(n, np.int64), np.empty(n, np.int64)
         run_ranges(_intervals, n, threads, np.ascontiguousarray(xs[perm, c]), radius[perm],
