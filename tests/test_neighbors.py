@@ -197,12 +197,14 @@ def test_kdtree_2d_counts_with_strata_and_ties():
         np.testing.assert_array_equal(st.nzero, nzero)
 
 
-def test_kdtree_equals_numba_in_2_plus_2_dims_with_strata_and_threads():
+def test_kdtree_equals_numba_in_2_plus_2_dims_with_strata_and_threads(monkeypatch):
     """the bottom-up k-nearest query and the sorted 2-D counts (galloping intervals,
     Fenwick sweep split over threads) against the brute-force backend, above the size
     where the kernels run on several threads; the thread count changes nothing"""
+    from essl_info.estimators import neighbors_sorted
     from essl_info.estimators.neighbors_kdtree import kdtree_stats
 
+    monkeypatch.setattr(neighbors_sorted, "CHEAP_PARALLEL_MIN", 1000)  # threads at n=9000
     rng = np.random.default_rng(6)
     n = 9000
     x = rng.standard_normal((n, 2))

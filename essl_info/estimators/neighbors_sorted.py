@@ -24,15 +24,16 @@ import numpy as np
 from numba import njit
 
 PARALLEL_MIN = 4000  # queries below which one thread does all (callers batch small work)
+CHEAP_PARALLEL_MIN = 40_000  # the same for kernels of ~0.2 us per query (dispatch costs more)
 
 
-def run_ranges(kernel, n, threads, *args, chunks=4):
+def run_ranges(kernel, n, threads, *args, chunks=4, parallel_min=PARALLEL_MIN):
     """kernel(p0, p1, *args) over 0..n-1, in GIL-free ranges (``chunks`` per thread) on
-    ``threads`` threads."""
+    ``threads`` threads; on one thread below ``parallel_min`` queries."""
     from .neighbors_numba import _executor
 
     threads = min(threads or numba.config.NUMBA_NUM_THREADS, n)
-    if threads <= 1 or n < PARALLEL_MIN:
+    if threads <= 1 or n < parallel_min:
         kernel(0, n, *args)
         return
     bounds = np.linspace(0, n, chunks * threads + 1).astype(np.int64)
@@ -184,7 +185,8 @@ def rectangle_counts(key, a1, b1, a2, b2, out, threads=None):
     nev, ev = _events(a1, b1)
     plus = np.zeros(n, np.int64)
     minus = np.zeros(n, np.int64)
-    run_ranges(_sweep_range, n + 1, threads, key, a2, b2, nev, ev, plus, minus, chunks=1)
+    run_ranges(_sweep_range, n + 1, threads, key, a2, b2, nev, ev, plus, minus, chunks=1,
+               parallel_min=CHEAP_PARALLEL_MIN)
     out[:] = np.where(a1 <= b1, plus - minus - 1, 0)
 
 
@@ -215,7 +217,8 @@ def sorted_counts(xs: np.ndarray, seg: np.ndarray, bounds: np.ndarray, radius: n
         sp = seg[perm]
         first, last = np.empty(n, np.int64), np.empty(n, np.int64)
         run_ranges(_intervals, n, threads, np.ascontiguousarray(xs[perm, c]), radius[perm],
-                   strict[perm], bounds[sp], bounds[sp + 1], first, last)
+                   strict[perm], bounds[sp], bounds[sp + 1], first, last,
+                   parallel_min=CHEAP_PARALLEL_MIN)
         ivs.append((perm, first, last))  # by position in column c's order
     if len(ivs) == 1:
         perm, first, last = ivs[0]
