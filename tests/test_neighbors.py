@@ -195,3 +195,44 @@ def test_kdtree_2d_counts_with_strata_and_ties():
         np.testing.assert_array_equal(st.eps, eps)
         np.testing.assert_array_equal(st.counts, counts)
         np.testing.assert_array_equal(st.nzero, nzero)
+
+
+def test_kdtree_equals_numba_in_2_plus_2_dims_with_strata_and_threads(monkeypatch):
+    """the bottom-up k-nearest query and the sorted 2-D counts (galloping intervals,
+    Fenwick sweep split over threads) against the brute-force backend, above the size
+    where the kernels run on several threads; the thread count changes nothing"""
+    from essl_info.estimators import neighbors_sorted
+    from essl_info.estimators.neighbors_kdtree import kdtree_stats
+
+    monkeypatch.setattr(neighbors_sorted, "CHEAP_PARALLEL_MIN", 1000)  # threads at n=9000
+    rng = np.random.default_rng(6)
+    n = 9000
+    x = rng.standard_normal((n, 2))
+    y = 0.5 * x + rng.standard_normal((n, 2))
+    y[:200] = np.round(y[:200], 1)  # some exact ties in the marginals
+    part = rng.integers(0, 3, n)
+    blocks = [Block(x), Block(y), Block(part, True)]
+    for joint, subs in (([0, 1], [[0], [1]]), ([0, 1, 2], [[0, 2], [1, 2]])):
+        spec = dict(blocks=blocks, joint=joint, subspaces=subs, want_kmax=True)
+        ref = neighbor_stats(k=3, backend="numba", **spec)
+        got = [kdtree_stats(blocks, np.full(n, 3), joint, subs, [None] * len(subs),
+                            "strict", True, threads=t) for t in (1, 2)]
+        for st in got:
+            np.testing.assert_array_equal(st.eps, ref.eps)
+            np.testing.assert_array_equal(st.counts, ref.counts)
+            np.testing.assert_array_equal(st.kmax, ref.kmax)
+
+
+def test_block_column_order_survives_take():
+    """a cached column order restricted by ``take`` (increasing rows) equals a fresh
+    stable argsort; unsorted rows drop it"""
+    rng = np.random.default_rng(7)
+    v = np.round(rng.standard_normal((400, 2)), 1)  # ties: order by row index
+    blk = Block(v)
+    _ = blk.column_order
+    rows = np.sort(rng.choice(400, 150, replace=False))
+    sub = blk.take(rows)
+    assert "column_order" in sub.__dict__
+    np.testing.assert_array_equal(sub.column_order,
+                                  np.argsort(v[rows], axis=0, kind="stable").T)
+    assert "column_order" not in blk.take(rows[::-1]).__dict__

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -259,13 +260,27 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
               groups, params: dict, batch=None) -> Estimate:
     """Run ``value_fn`` on all rows and on subsamples (stderr); package an Estimate.
     ``batch(blocks)``: optional, a ``batch_stat`` for ``subsample_stderr`` or None."""
-    value, info = value_fn(blocks)
-    # small subsamples run the kernel on one thread each, several subsamples at a time
-    sub = subsample_stderr(lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n,
-                           groups=groups, subsamples=subsamples, min_rows=2 * k + 2,
-                           seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]),
-                           workers=numba.config.NUMBA_NUM_THREADS,
-                           batch_stat=batch(blocks) if batch is not None else None)
+    workers = numba.config.NUMBA_NUM_THREADS
+    batch_stat = batch(blocks) if batch is not None and subsamples else None
+
+    def stderr():
+        # small subsamples run the kernel on one thread each, several subsamples at a time
+        return subsample_stderr(
+            lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n, groups=groups,
+            subsamples=subsamples, min_rows=2 * k + 2,
+            seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]),
+            workers=workers, batch_stat=batch_stat)
+
+    if batch_stat is not None and workers > 1:
+        # the passes over all rows and over the partitions side by side: their serial
+        # parts (tree builds, sorts) overlap; the values do not depend on it
+        with ThreadPoolExecutor(1, thread_name_prefix="essl-stderr") as pool:
+            future = pool.submit(stderr)
+            value, info = value_fn(blocks)
+            sub = future.result()
+    else:
+        value, info = value_fn(blocks)
+        sub = stderr()
     if info.get("dropped"):
         warnings.warn(f"{info['dropped']} point(s) left out: their label combination (or "
                       "stratum of cond) has too few rows to find neighbours in",

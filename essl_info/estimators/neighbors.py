@@ -26,8 +26,8 @@ Conventions (shared by all backends, so they give identical counts):
 - a subspace made of discrete blocks only is counted without a search (all points with the
   same codes, at distance 0).
 
-Backends (``backend=``): ``"kdtree"`` (scipy cKDTree, ``workers=-1``; max-norm blocks only;
-best in low dimension), ``"numba"`` (compiled brute force, float32 filter + exact float64
+Backends (``backend=``): ``"kdtree"`` (compiled kd-tree and sorted marginals, threads;
+max-norm blocks only; best in low dimension, see ``neighbors_kdtree``), ``"numba"`` (compiled brute force, float32 filter + exact float64
 recheck, see ``neighbors_numba``), ``"torch"`` (chunked brute force in float64 on CPU or
 CUDA, memory bounded), ``"auto"`` (kdtree for <= ``KDTREE_MAX_DIM`` joint dimensions, else
 torch on CUDA when available, else numba).
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -61,7 +62,24 @@ class Block:
     norm: str = "max"
 
     def take(self, rows: np.ndarray) -> "Block":
-        return Block(self.values[rows], self.discrete, self.norm)
+        """The block on ``rows``; a computed ``column_order`` is carried over (restricted
+        in O(n)) when the rows are increasing."""
+        out = Block(self.values[rows], self.discrete, self.norm)
+        order = self.__dict__.get("column_order")
+        rows = np.asarray(rows)
+        if order is not None and rows.dtype.kind in "iu" and rows.ndim == 1 and (
+                len(rows) < 2 or bool((np.diff(rows) > 0).all())):
+            pos = np.full(len(self.values), -1, np.int64)
+            pos[rows] = np.arange(len(rows))
+            o = pos[order]
+            out.__dict__["column_order"] = o[o >= 0].reshape(len(order), len(rows))
+        return out
+
+    @cached_property
+    def column_order(self) -> np.ndarray:
+        """(d, n) int64: the rows in ascending order of each column (ties by row index,
+        ``np.argsort(kind="stable")``), computed once per block (continuous blocks)."""
+        return np.argsort(self.values, axis=0, kind="stable").T.astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,12 +130,30 @@ def _check_spec(blocks: Sequence[Block], k, joint, subspaces, radius_from):
 
 
 def joint_strata(blocks: Sequence[Block], space: Sequence[int]) -> np.ndarray:
-    """(n,) int64 codes of the combination of a space's discrete blocks (0 when none)."""
+    """(n,) int64 codes 0..S-1 of the combination of a space's discrete blocks (0 when
+    none), numbered in increasing (first block, second block, ...) order, as
+    ``inputs.joint_codes`` numbers them."""
     disc = [blocks[b].values for b in space if blocks[b].discrete]
     n = len(blocks[0].values)
     if not disc:
         return np.zeros(n, np.int64)
-    return joint_codes(*(d.reshape(n, -1) if d.ndim > 1 else d for d in disc))
+    if any(d.ndim != 1 or d.dtype.kind not in "iub" for d in disc):
+        return joint_codes(*(d.reshape(n, -1) if d.ndim > 1 else d for d in disc))
+    out = np.zeros(n, np.int64)
+    for d in disc:
+        c = _dense(d.astype(np.int64, copy=False))
+        out = _dense(out * (int(c.max(initial=0)) + 1) + c)
+    return out
+
+
+def _dense(codes: np.ndarray) -> np.ndarray:
+    """(n,) int64 codes renumbered 0..S-1 in increasing order (``np.unique``'s inverse),
+    by a bincount when the codes are small non-negative integers (no sort)."""
+    n = len(codes)
+    if n and codes.min() >= 0 and codes.max() < 4 * n + 64:
+        present = np.bincount(codes) > 0
+        return (np.cumsum(present) - 1)[codes]
+    return np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def float32_error_bound(values: np.ndarray, norm: str) -> float:

@@ -3,12 +3,16 @@
 A compiled kd-tree (numba; sliding-midpoint splits, leaves of ``LEAF`` points, bounding
 boxes per node) per space and per stratum of the space's discrete codes:
 
-- the joint radius: a k-nearest query per point (ties at the k-th distance broken by row
-  index, which only matters for ``kmax``);
-- radius counts in a subspace: a range count per point; a node whose whole box is inside
-  the radius adds its size without visiting its points, so a count costs about the
-  boundary of the ball, not its content; a 1-D subspace is counted by binary search in
-  the sorted values instead.
+- the joint radius: a k-nearest query per point, bottom-up from the point's own leaf
+  (ties at the k-th distance broken by row index, which only matters for ``kmax``);
+- radius counts in a subspace of 3+ dimensions: a range count per point; a node whose
+  whole box is inside the radius adds its size without visiting its points, so a count
+  costs about the boundary of the ball, not its content; 1-D and 2-D subspaces (KSG's
+  marginals at low dimension) are counted by sorting instead, ``neighbors_sorted``.
+
+The points are stored in tree order (rows of ``tp`` contiguous) and every kernel reads
+and writes by tree or sorted position, scattering to rows once at the end: at N = 100,000
+random row access costs more than the arithmetic.
 
 Exactness: max-norm distances ``max |a - b|`` are computed in float64 exactly as
 ``neighbors_numba.exact_block_distance`` does (an abs and a max are exact), so radii and
@@ -20,20 +24,19 @@ distance from below (above); a node is pruned or taken whole only on those bound
 of q), never a shifted bound ``q - r``.
 
 Queries are processed in the tree's order (nearby points together, for the cache), by
-``threads`` GIL-free ranges (``neighbors_numba._executor``); results do not depend on the
-number of threads.
+``threads`` GIL-free ranges (``neighbors_sorted.run_ranges``); results do not depend on
+the number of threads.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit
 
 from .neighbors import Block, NeighborStats, joint_strata
+from .neighbors_sorted import run_ranges, sorted_counts
 
 LEAF = 16  # points per leaf
-PARALLEL_MIN = 4000  # queries below which one thread does all (callers batch small work)
 
 
 # ============================================================================ build
@@ -41,17 +44,23 @@ PARALLEL_MIN = 4000  # queries below which one thread does all (callers batch sm
 def _build(pts, order, bounds, leaf):
     """Trees over ``pts`` (n, D), one per segment ``order[bounds[s]:bounds[s+1]]``.
 
-    Returns perm (n,) row at each tree position, tp (n, D) = pts[perm], node arrays
-    start, end, left (-1 for a leaf), right, box lo/hi (m, D), roots (S,) and leaf_of
-    (n,) the leaf holding each position."""
+    The points are copied in tree order and partitioned in place (rows of ``tp``
+    contiguous, no indirection). Returns perm (n,) row at each tree position, tp (n, D) =
+    pts[perm], node arrays start, end, left (-1 for a leaf), right, parent (-1 for a
+    root), box lo/hi (m, D), roots (S,) and leaf_of (n,) the leaf holding each position."""
     n, dim = pts.shape
     nseg = len(bounds) - 1
     cap = 2 * n + 2 * nseg + 2
     perm = order.copy()
+    tp = np.empty((n, dim))
+    for p in range(n):
+        for c in range(dim):
+            tp[p, c] = pts[perm[p], c]
     start = np.empty(cap, np.int64)
     end = np.empty(cap, np.int64)
     left = np.full(cap, -1, np.int64)
     right = np.full(cap, -1, np.int64)
+    parent = np.full(cap, -1, np.int64)
     lo = np.empty((cap, dim))
     hi = np.empty((cap, dim))
     roots = np.empty(nseg, np.int64)
@@ -69,15 +78,13 @@ def _build(pts, order, bounds, leaf):
             lo[t, c] = np.inf
             hi[t, c] = -np.inf
         for p in range(s0, s1):
-            r = perm[p]
             for c in range(dim):
-                v = pts[r, c]
+                v = tp[p, c]
                 if v < lo[t, c]:
                     lo[t, c] = v
                 if v > hi[t, c]:
                     hi[t, c] = v
-        for p in range(s0, s1):
-            leaf_of[p] = t  # overwritten by the children if this node splits
+        split = False
         if s1 - s0 > leaf:
             best = 0
             for c in range(1, dim):
@@ -90,21 +97,25 @@ def _build(pts, order, bounds, leaf):
                     mid = hi[t, best]
                 a, b = s0, s1 - 1
                 while a <= b:  # partition: values < mid first
-                    if pts[perm[a], best] < mid:
+                    if tp[a, best] < mid:
                         a += 1
                     else:
                         perm[a], perm[b] = perm[b], perm[a]
+                        for c in range(dim):
+                            tp[a, c], tp[b, c] = tp[b, c], tp[a, c]
                         b -= 1
                 left[t], right[t] = m, m + 1
+                parent[m], parent[m + 1] = t, t
                 start[m], end[m] = s0, a
                 start[m + 1], end[m + 1] = a, s1
                 m += 2
+                split = True
+        if not split:
+            for p in range(s0, s1):
+                leaf_of[p] = t
         t += 1
-    tp = np.empty((n, dim))
-    for p in range(n):
-        for c in range(dim):
-            tp[p, c] = pts[perm[p], c]
-    return perm, tp, start[:m], end[:m], left[:m], right[:m], lo[:m], hi[:m], roots, leaf_of
+    return (perm, tp, start[:m], end[:m], left[:m], right[:m], parent[:m], lo[:m], hi[:m],
+            roots, leaf_of)
 
 
 # ========================================================================== queries
@@ -143,11 +154,48 @@ def _dist(tp, p, q):
     return m
 
 
+@njit(cache=True, inline="always")
+def _ball_inside(lo, hi, node, q, r):
+    """every point outside ``node`` (hence outside its box, which holds q) is at computed
+    distance > r from q: fl(q - lo) > r and fl(hi - q) > r in every coordinate"""
+    for c in range(q.shape[0]):
+        if not (q[c] - lo[node, c] > r and hi[node, c] - q[c] > r):
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _scan_leaf(tp, perm, u0, u1, skip, q, i, k, topd, topj):
+    """offer positions u0..u1-1 (but ``skip``) to the top-k list (ascending distance,
+    then row)"""
+    for u in range(u0, u1):
+        if u == skip:
+            continue
+        d = _dist(tp, u, q)
+        if d <= topd[k - 1]:
+            j = perm[u]
+            if d < topd[k - 1] or j < topj[k - 1]:
+                t = k - 1
+                while t > 0 and (topd[t - 1] > d or (topd[t - 1] == d and topj[t - 1] > j)):
+                    topd[t] = topd[t - 1]
+                    topj[t] = topj[t - 1]
+                    t -= 1
+                topd[t] = d
+                topj[t] = j
+
+
 @njit(cache=True, nogil=True)
-def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
-    """For tree positions p0..p1-1 (query point i = perm[p]): bd[i, :k], bj[i, :k] the k
-    nearest other points of its segment, ascending (distance, row)."""
-    perm, tp, start, end, left, right, lo, hi, roots, leaf_of = tree
+def _knn_range(p0, p1, tree, kvec, bd, bj):
+    """For tree positions p0..p1-1 (query point perm[p]; kvec, bd, bj indexed by
+    position): bd[p, :k], bj[p, :k] the k nearest other points of its segment, ascending
+    (distance, row).
+
+    Bottom-up from the query's own leaf: its points give a first radius; then at each
+    ancestor the sibling subtree is searched (nearer child first) when its box is within
+    the radius, until the ball around q lies inside the current node's box or the root
+    is reached (ties at the radius are kept, so the order of the visits does not change
+    the result)."""
+    perm, tp, start, end, left, right, parent, lo, hi, roots, leaf_of = tree
     stack = np.empty(len(start) + 2, np.int64)
     bound = np.empty(len(start) + 2)  # box lower bound of each stacked node
     kmax_ = bd.shape[1]
@@ -156,66 +204,56 @@ def _knn_range(p0, p1, tree, seg_of, kvec, bd, bj):
     for p in range(p0, p1):
         i = perm[p]
         q = tp[p]
-        k = kvec[i]
+        k = kvec[p]
         for t in range(k):
             topd[t] = np.inf
             topj[t] = -1
-        own = leaf_of[p]  # scanned first: a small radius early prunes most of the tree
-        seen_own = False
-        top = 1
-        stack[0] = roots[seg_of[i]]
-        bound[0] = 0.0
-        stack[1] = own
-        bound[1] = 0.0
-        while top >= 0:
-            node = stack[top]
-            lb = bound[top]
-            top -= 1
+        node = leaf_of[p]
+        _scan_leaf(tp, perm, start[node], end[node], p, q, i, k, topd, topj)
+        while True:
+            par = parent[node]
+            if par < 0 or _ball_inside(lo, hi, node, q, topd[k - 1]):
+                break
+            sib = right[par] if left[par] == node else left[par]
+            node = par
+            lb = _box_lower(lo, hi, sib, q)
             if lb > topd[k - 1]:
                 continue
-            a = left[node]
-            if a < 0:
-                if node == own:  # popped first, scanned once
-                    if seen_own:
-                        continue
-                    seen_own = True
-                for u in range(start[node], end[node]):
-                    j = perm[u]
-                    if j == i:
-                        continue
-                    d = _dist(tp, u, q)
-                    if d < topd[k - 1] or (d == topd[k - 1] and j < topj[k - 1]):
-                        t = k - 1
-                        while t > 0 and (topd[t - 1] > d or (topd[t - 1] == d
-                                                             and topj[t - 1] > j)):
-                            topd[t] = topd[t - 1]
-                            topj[t] = topj[t - 1]
-                            t -= 1
-                        topd[t] = d
-                        topj[t] = j
-                continue
-            b = right[node]
-            la = _box_lower(lo, hi, a, q)
-            lb_ = _box_lower(lo, hi, b, q)
-            if la <= lb_:  # the nearer child on top of the stack
-                a, b, la, lb_ = b, a, lb_, la
-            if la <= topd[k - 1]:
-                top += 1
-                stack[top] = a
-                bound[top] = la
-            if lb_ <= topd[k - 1]:
-                top += 1
-                stack[top] = b
-                bound[top] = lb_
+            top = 0
+            stack[0] = sib
+            bound[0] = lb
+            while top >= 0:
+                nd = stack[top]
+                lbn = bound[top]
+                top -= 1
+                if lbn > topd[k - 1]:
+                    continue
+                a = left[nd]
+                if a < 0:
+                    _scan_leaf(tp, perm, start[nd], end[nd], -1, q, i, k, topd, topj)
+                    continue
+                b = right[nd]
+                la = _box_lower(lo, hi, a, q)
+                lb_ = _box_lower(lo, hi, b, q)
+                if la <= lb_:  # the nearer child on top of the stack
+                    a, b, la, lb_ = b, a, lb_, la
+                if la <= topd[k - 1]:
+                    top += 1
+                    stack[top] = a
+                    bound[top] = la
+                if lb_ <= topd[k - 1]:
+                    top += 1
+                    stack[top] = b
+                    bound[top] = lb_
         for t in range(k):
-            bd[i, t] = topd[t]
-            bj[i, t] = topj[t]
+            bd[p, t] = topd[t]
+            bj[p, t] = topj[t]
 
 
 @njit(cache=True, nogil=True)
 def _count_range(p0, p1, tree, seg_of, radius, strict, out):
     """out[i] = #{j != i in i's segment : d(i, j) < radius[i]} (strict[i]) or <= (else)."""
-    perm, tp, start, end, left, right, lo, hi, roots, leaf_of = tree
+    perm, tp, start, end, left, right, parent, lo, hi, roots, leaf_of = tree
     stack = np.empty(len(start) + 1, np.int64)
     for p in range(p0, p1):
         i = perm[p]
@@ -250,88 +288,6 @@ def _count_range(p0, p1, tree, seg_of, radius, strict, out):
         out[i] = cnt - 1  # the point itself (distance 0, inside every radius here)
 
 
-@njit(cache=True, nogil=True)
-def _intervals(p0, p1, perm, vals, seg_lo, seg_hi, radius, strict, first, last):
-    """For sorted positions p0..p1-1 (row i = perm[p], value vals[p] in ascending order
-    within i's segment [seg_lo[i], seg_hi[i])): the positions first[i]..last[i] of the
-    values with fl(|v - vals[p]|) < radius[i] (strict[i]) or <= (else), found by binary
-    search on that exact predicate (monotone on each side of p). Empty: first = p + 1,
-    last = p."""
-    for p in range(p0, p1):
-        i = perm[p]
-        v = vals[p]
-        r = radius[i]
-        st = strict[i]
-        if st and not r > 0.0:
-            first[i], last[i] = p + 1, p
-            continue
-        a, b = seg_lo[i], p
-        while a < b:
-            mid = (a + b) // 2
-            d = v - vals[mid]
-            if (d < r) if st else (d <= r):
-                b = mid
-            else:
-                a = mid + 1
-        first[i] = a
-        a, b = p, seg_hi[i] - 1
-        while a < b:
-            mid = (a + b + 1) // 2
-            d = vals[mid] - v
-            if (d < r) if st else (d <= r):
-                a = mid
-            else:
-                b = mid - 1
-        last[i] = a
-
-
-@njit(cache=True, nogil=True)
-def _rectangle_counts(order1, pos2, a1, b1, a2, b2, out):
-    """out[i] = #{j != i : a1[i] <= pos1[j] <= b1[i] and a2[i] <= pos2[j] <= b2[i]} (pos1
-    the inverse of order1), offline: a sweep over pos1 with a Fenwick tree over pos2,
-    each rectangle the difference of two prefix counts. O(n log n). Empty rectangles
-    (a1 > b1) give 0; every non-empty one holds i itself."""
-    n = len(order1)
-    nev = np.zeros(n + 2, np.int64)
-    for i in range(n):
-        if a1[i] <= b1[i]:
-            nev[a1[i] + 1] += 1
-            nev[b1[i] + 2] += 1
-    for p in range(1, n + 2):
-        nev[p] += nev[p - 1]
-    ev = np.empty(nev[n + 1], np.int64)  # +i: add at b1 + 1, -(i + 1): subtract at a1
-    fill = nev[:n + 1].copy()
-    for i in range(n):
-        if a1[i] <= b1[i]:
-            ev[fill[a1[i]]] = -(i + 1)
-            fill[a1[i]] += 1
-            ev[fill[b1[i] + 1]] = i
-            fill[b1[i] + 1] += 1
-    fen = np.zeros(n + 1, np.int32)
-    res = np.zeros(n, np.int64)
-    for p in range(n + 1):
-        for e in range(nev[p], nev[p + 1]):
-            code = ev[e]
-            i = code if code >= 0 else -code - 1
-            c = 0
-            x = b2[i] + 1
-            while x > 0:
-                c += fen[x]
-                x -= x & -x
-            x = a2[i]
-            while x > 0:
-                c -= fen[x]
-                x -= x & -x
-            res[i] += c if code >= 0 else -c
-        if p < n:
-            x = pos2[order1[p]] + 1
-            while x <= n:
-                fen[x] += 1
-                x += x & -x
-    for i in range(n):
-        out[i] = res[i] - 1 if a1[i] <= b1[i] else 0
-
-
 # =========================================================================== driver
 def _columns(blocks: list[Block], space) -> np.ndarray | None:
     cols = [blocks[b].values for b in space if not blocks[b].discrete]
@@ -343,24 +299,14 @@ def _columns(blocks: list[Block], space) -> np.ndarray | None:
 def _segments(blocks, space, n):
     """strata of the space's discrete blocks: (seg_of (n,) segment of each point,
     order (n,) rows grouped by segment, bounds (S+1,))."""
-    _, seg_of = np.unique(joint_strata(blocks, space), return_inverse=True)
-    seg_of = seg_of.reshape(-1).astype(np.int64)
-    order = np.argsort(seg_of, kind="stable").astype(np.int64)
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(seg_of))]).astype(np.int64)
+    seg_of = joint_strata(blocks, space)
+    if not seg_of.any():
+        return seg_of, np.arange(n, dtype=np.int64), np.array([0, n], np.int64)
+    sizes = np.bincount(seg_of)
+    key = seg_of.astype(np.int16) if len(sizes) < 2**15 else seg_of  # radix sort
+    order = np.argsort(key, kind="stable").astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     return seg_of, order, bounds
-
-
-def _run(kernel, n, threads, *args):
-    """kernel(p0, p1, *args) over 0..n-1, in GIL-free ranges on ``threads`` threads."""
-    from .neighbors_numba import _executor
-
-    threads = min(threads or numba.config.NUMBA_NUM_THREADS, n)
-    if threads <= 1 or n < PARALLEL_MIN:
-        kernel(0, n, *args)
-        return
-    bounds = np.linspace(0, n, 4 * threads + 1).astype(np.int64)
-    list(_executor(threads).map(lambda t: kernel(bounds[t], bounds[t + 1], *args),
-                                range(len(bounds) - 1)))
 
 
 def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
@@ -373,17 +319,27 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
     kq = int(kvec.max())
     seg_of, order, bounds = _segments(blocks, joint, n)
     tree = _build(_columns(blocks, joint), order, bounds, LEAF)
+    perm = tree[0]
+    bdp = np.empty((n, kq))
+    bjp = np.empty((n, kq), np.int64)
+    run_ranges(_knn_range, n, threads, tree, kvec[perm], bdp, bjp)
     bd = np.empty((n, kq))
-    bj = np.empty((n, kq), np.int64)
-    _run(_knn_range, n, threads, tree, seg_of, kvec, bd, bj)
+    bd[perm] = bdp
+    bj = bjp
+    if want_kmax:
+        bj = np.empty((n, kq), np.int64)
+        bj[perm] = bjp
     rows = np.arange(n)
     eps = bd[rows, kvec - 1]
-    nzero = np.where(np.arange(kq)[None, :] < kvec[:, None], bd == 0, False).sum(axis=1)
+    if (kvec == kq).all():
+        nzero = (bd == 0).sum(axis=1)
+    else:
+        nzero = np.where(np.arange(kq)[None, :] < kvec[:, None], bd == 0, False).sum(axis=1)
     atoms = np.flatnonzero(eps == 0)  # k or more points at distance 0: count them all
     if len(atoms):
         z = np.zeros(n, np.int64)
-        _run(_count_range, n, threads, tree, seg_of, np.zeros(n),
-             np.zeros(n, np.bool_), z)
+        run_ranges(_count_range, n, threads, tree, seg_of, np.zeros(n),
+                   np.zeros(n, np.bool_), z)
         nzero[atoms] = z[atoms]
     kmax = np.zeros((len(blocks), n))
     if want_kmax:  # max block distance over the k nearest (ties broken by row index)
@@ -400,21 +356,10 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
         xs = _columns(blocks, space)
         sseg, sorder, sbounds = _segments(blocks, space, n)
         if xs.shape[1] <= 2:  # sorted columns: binary search (+ a rectangle sweep in 2-D)
-            ivs = []
-            for c in range(xs.shape[1]):
-                perm = np.lexsort((xs[:, c], sseg)).astype(np.int64)
-                first, last = np.empty(n, np.int64), np.empty(n, np.int64)
-                _run(_intervals, n, threads, perm, np.ascontiguousarray(xs[perm, c]),
-                     sbounds[sseg], sbounds[sseg + 1], r, strict, first, last)
-                ivs.append((perm, first, last))
-            if len(ivs) == 1:
-                counts[s] = np.maximum(ivs[0][2] - ivs[0][1], 0)
-            else:
-                (order1, a1, b1), (order2, a2, b2) = ivs
-                pos2 = np.empty(n, np.int64)
-                pos2[order2] = np.arange(n)
-                _rectangle_counts(order1, pos2, a1, b1, a2, b2, counts[s])
+            orders = [o for b in space if not blocks[b].discrete
+                      for o in blocks[b].column_order]
+            sorted_counts(xs, sseg, sbounds, r, strict, counts[s], threads, orders)
         else:
             stree = _build(xs, sorder, sbounds, LEAF)
-            _run(_count_range, n, threads, stree, sseg, r, strict, counts[s])
+            run_ranges(_count_range, n, threads, stree, sseg, r, strict, counts[s])
     return NeighborStats(eps, counts, kmax, nzero, "kdtree")

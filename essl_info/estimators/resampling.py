@@ -102,8 +102,9 @@ def subsample_stderr(
     min_size   : preferred smallest block (B = n // min_size, clipped to 2..max_blocks)
     min_rows   : the statistic needs at least this many rows (else stderr None)
     seed       : seeds the random partitions
-    workers    : evaluate the subsamples in this many threads (``stat`` must be thread-safe
-                 and should release the GIL, as the compiled kNN kernels do)
+    workers    : evaluate the subsamples (or the partitions, with ``batch_stat``) in this
+                 many threads (``stat`` / ``batch_stat`` must be thread-safe and should
+                 release the GIL, as the compiled kNN kernels do)
     batch_stat : optional; the disjoint subsets of one partition -> their values (None for
                  a degenerate one), equal to ``stat`` on each: lets an estimator share the
                  work of a partition (one pass over all rows instead of B small calls)
@@ -136,8 +137,15 @@ def subsample_stderr(
         except ValueError:  # a degenerate subsample (e.g. one class only): skip it
             return None
 
-    if batch_stat is not None:
-        results = [v for part in partitions if part for v in batch_stat(part)]
+    if batch_stat is not None:  # one call per partition; partitions run side by side
+        parts = [part for part in partitions if part]
+        if workers > 1 and len(parts) > 1:
+            with ThreadPoolExecutor(min(workers, len(parts)),
+                                    thread_name_prefix="essl-subsample") as pool:
+                per_part = list(pool.map(batch_stat, parts))
+        else:
+            per_part = [batch_stat(part) for part in parts]
+        results = [v for vals in per_part for v in vals]
     elif workers > 1:  # results in subset order, so the same for any number of workers
         with ThreadPoolExecutor(workers, thread_name_prefix="essl-subsample") as pool:
             results = list(pool.map(safe, subsets))

@@ -1,0 +1,234 @@
+"""Radius counts in a 1-D or 2-D max-norm subspace by sorting (the kd-tree backend's
+marginal counts; see ``neighbors_kdtree``).
+
+For each point i (row), count the other points j of its segment (stratum of the
+subspace's discrete codes) with ``max_c fl(|x_jc - x_ic|) < r_i`` (strict) or ``<= r_i``:
+
+- 1-D: the column sorted within segments; the points within the radius are one interval
+  of positions, whose ends are found by binary search on that exact predicate (monotone
+  in the value on each side of the query), never on a shifted bound ``x_i - r_i``;
+- 2-D: the intersection of two such intervals, one per column, is a rectangle in (position
+  in column 1, position in column 2), counted offline by a sweep over column-1 positions
+  with a Fenwick tree over column-2 positions: O(n log n), independent of the count
+  (KSG's marginal counts are hundreds of points at N = 100,000, where a tree range count
+  costs their boundary).
+
+Kernels run on GIL-free ranges of queries (``run_ranges``); results do not depend on the
+number of threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit
+
+PARALLEL_MIN = 4000  # queries below which one thread does all (callers batch small work)
+CHEAP_PARALLEL_MIN = 40_000  # the same for kernels of ~0.2 us per query (dispatch costs more)
+
+
+def run_ranges(kernel, n, threads, *args, chunks=4, parallel_min=PARALLEL_MIN):
+    """kernel(p0, p1, *args) over 0..n-1, in GIL-free ranges (``chunks`` per thread) on
+    ``threads`` threads; on one thread below ``parallel_min`` queries."""
+    from .neighbors_numba import _executor
+
+    threads = min(threads or numba.config.NUMBA_NUM_THREADS, n)
+    if threads <= 1 or n < parallel_min:
+        kernel(0, n, *args)
+        return
+    bounds = np.linspace(0, n, chunks * threads + 1).astype(np.int64)
+    list(_executor(threads).map(lambda t: kernel(bounds[t], bounds[t + 1], *args),
+                                range(len(bounds) - 1)))
+
+
+@njit(cache=True, inline="always")
+def _inside(vals, u, v, r, st):
+    """the exact predicate fl(|vals[u] - v|) < r (st) or <= r"""
+    d = abs(vals[u] - v)
+    return (d < r) if st else (d <= r)
+
+
+@njit(cache=True, nogil=True)
+def _intervals(p0, p1, vals, radius, strict, seg_lo, seg_hi, first, last):
+    """For sorted positions p0..p1-1 (value vals[p] in ascending order within its
+    segment [seg_lo[p], seg_hi[p]); every array indexed by position, so that memory is
+    read in order): the positions first[p]..last[p] of the values with fl(|v - vals[p]|)
+    < radius[p] (strict[p]) or <= (else). Each end is found
+    by a galloping search from p (steps doubling from the previous query's width, then
+    bisection) on that exact predicate, which is monotone on each side of p; memory stays
+    near p. Empty: first = p + 1, last = p."""
+    wl, wr = 1, 1
+    for p in range(p0, p1):
+        v = vals[p]
+        r = radius[p]
+        st = strict[p]
+        if st and not r > 0.0:
+            first[p], last[p] = p + 1, p
+            continue
+        lo, hi = seg_lo[p], seg_hi[p] - 1
+        # left end: the smallest a in [lo, p] inside (p itself is inside)
+        a_in, g = p, wl
+        a_out = lo - 1
+        while True:
+            c = p - g
+            if c < lo:
+                break
+            if _inside(vals, c, v, r, st):
+                a_in = c
+                g *= 2
+            else:
+                a_out = c
+                break
+        a, b = a_out + 1, a_in
+        while a < b:
+            mid = (a + b) // 2
+            if _inside(vals, mid, v, r, st):
+                b = mid
+            else:
+                a = mid + 1
+        first[p] = a
+        wl = max(p - a, 1)
+        # right end: the largest b in [p, hi] inside
+        b_in, g = p, wr
+        b_out = hi + 1
+        while True:
+            c = p + g
+            if c > hi:
+                break
+            if _inside(vals, c, v, r, st):
+                b_in = c
+                g *= 2
+            else:
+                b_out = c
+                break
+        a, b = b_in, b_out - 1
+        while a < b:
+            mid = (a + b + 1) // 2
+            if _inside(vals, mid, v, r, st):
+                a = mid
+            else:
+                b = mid - 1
+        last[p] = a
+        wr = max(a - p, 1)
+
+
+@njit(cache=True, nogil=True)
+def _events(a1, b1):
+    """Events of the rectangle sweep, grouped by sweep position 0..n by a counting sort:
+    ev[nev[p]:nev[p+1]] holds -(i + 1) for a rectangle starting at column-1 position p
+    (subtract the prefix count before p) and i for one ending at p - 1 (add it)."""
+    n = len(a1)
+    nev = np.zeros(n + 2, np.int64)
+    for i in range(n):
+        if a1[i] <= b1[i]:
+            nev[a1[i] + 1] += 1
+            nev[b1[i] + 2] += 1
+    for p in range(1, n + 2):
+        nev[p] += nev[p - 1]
+    ev = np.empty(nev[n + 1], np.int64)
+    fill = nev[:n + 1].copy()
+    for i in range(n):
+        if a1[i] <= b1[i]:
+            ev[fill[a1[i]]] = -(i + 1)
+            fill[a1[i]] += 1
+            ev[fill[b1[i] + 1]] = i
+            fill[b1[i] + 1] += 1
+    return nev, ev
+
+
+@njit(cache=True, nogil=True)
+def _sweep_range(c0, c1, key, a2, b2, nev, ev, plus, minus):
+    """The sweep over positions c0..c1-1 of column 1, on a Fenwick tree over column-2
+    positions started from the points before c0 (built in O(n)): for each event, the
+    number of swept points with a2 <= pos2 <= b2, into plus[i] (rectangle end) or
+    minus[i] (start). Ranges are independent, so they run on separate threads."""
+    n = len(key)
+    fen = np.zeros(n + 1, np.int32)
+    for q in range(c0):
+        fen[key[q] + 1] += 1
+    for x in range(1, n + 1):
+        y = x + (x & -x)
+        if y <= n:
+            fen[y] += fen[x]
+    for p in range(c0, c1):
+        for e in range(nev[p], nev[p + 1]):
+            code = ev[e]
+            i = code if code >= 0 else -code - 1
+            c = 0
+            x = b2[i] + 1
+            y = a2[i]
+            while x != y:  # prefix(b2 + 1) - prefix(a2): the chains meet and cancel
+                if x > y:
+                    c += fen[x]
+                    x -= x & -x
+                else:
+                    c -= fen[y]
+                    y -= y & -y
+            if code >= 0:
+                plus[i] = c
+            else:
+                minus[i] = c
+        if p < n:
+            x = key[p] + 1
+            while x <= n:
+                fen[x] += 1
+                x += x & -x
+
+
+def rectangle_counts(key, a1, b1, a2, b2, out, threads=None):
+    """out[p] = #{q != p : a1[p] <= q <= b1[p] and a2[p] <= key[q] <= b2[p]} for points
+    at positions p of column 1 with column-2 positions ``key`` (a permutation of 0..n-1),
+    offline: a sweep over q with a Fenwick tree over key, each rectangle the difference
+    of two prefix counts. O(n log n). Empty rectangles (a1 > b1) give 0; every non-empty
+    one holds p itself."""
+    n = len(key)
+    nev, ev = _events(a1, b1)
+    plus = np.zeros(n, np.int64)
+    minus = np.zeros(n, np.int64)
+    run_ranges(_sweep_range, n + 1, threads, key, a2, b2, nev, ev, plus, minus, chunks=1,
+               parallel_min=CHEAP_PARALLEL_MIN)
+    out[:] = np.where(a1 <= b1, plus - minus - 1, 0)
+
+
+def sorted_order(col: np.ndarray, seg: np.ndarray, nseg: int,
+                 order: np.ndarray | None = None) -> np.ndarray:
+    """(n,) int64 rows ordered by segment, then value (ties by row): ``np.lexsort((col,
+    seg))``, as two stable sorts (the second a radix sort of small integers); ``order``:
+    the rows already sorted by value (``Block.column_order``), if known."""
+    if order is None:
+        order = np.argsort(col, kind="stable")
+    if nseg > 1:
+        s = seg[order]
+        order = order[np.argsort(s.astype(np.int16) if nseg < 2**15 else s, kind="stable")]
+    return order.astype(np.int64, copy=False)
+
+
+def sorted_counts(xs: np.ndarray, seg: np.ndarray, bounds: np.ndarray, radius: np.ndarray,
+                  strict: np.ndarray, out: np.ndarray, threads=None, orders=None) -> None:
+    """out (n,) = radius counts (self excluded) in the 1-D or 2-D subspace ``xs`` (n, 1|2)
+    float64, within segments (``seg`` (n,) segment of each row, ``bounds`` (S+1,) their
+    offsets in segment order); ``radius`` (n,), ``strict`` (n,) bool per point;
+    ``orders``: optional, per column the rows in ascending order of its values."""
+    n = len(xs)
+    ivs = []
+    for c in range(xs.shape[1]):
+        perm = sorted_order(xs[:, c], seg, len(bounds) - 1,
+                            None if orders is None else orders[c])
+        sp = seg[perm]
+        first, last = np.empty(n, np.int64), np.empty(n, np.int64)
+        run_ranges(_intervals, n, threads, np.ascontiguousarray(xs[perm, c]), radius[perm],
+                   strict[perm], bounds[sp], bounds[sp + 1], first, last,
+                   parallel_min=CHEAP_PARALLEL_MIN)
+        ivs.append((perm, first, last))  # by position in column c's order
+    if len(ivs) == 1:
+        perm, first, last = ivs[0]
+        out[perm] = np.maximum(last - first, 0)
+        return
+    # the sweep in column-1 positions: a rectangle's events lie near its own position
+    (order1, a1, b1), (order2, first2, last2) = ivs
+    pos2 = np.empty(n, np.int64)
+    pos2[order2] = np.arange(n)
+    key = pos2[order1]  # column-2 position of the point at each column-1 position
+    res = np.empty(n, np.int64)
+    rectangle_counts(key, a1, b1, first2[key], last2[key], res, threads)
+    out[order1] = res
