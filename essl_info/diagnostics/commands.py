@@ -187,6 +187,10 @@ def add_rank_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for the predictors (default 1: fastest on a busy "
                         "machine)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="transformations fitted at the same time, in threads (default: "
+                        "min(2, CPU count) on CPU, 1 on a GPU); the results do not depend "
+                        "on it")
     p.add_argument("--fits", type=int, default=None,
                    help="independent fits of the predictors per transformation, combined "
                         "into the error bars (default 3)")
@@ -226,7 +230,7 @@ def run_rank_cli(args: argparse.Namespace) -> int:
     rep = rank_transforms(args.dataset, args.transforms, seed=args.seed,
                           n_images=args.n_images, split=args.split,
                           image_size=args.image_size, data_dir=args.data_dir,
-                          device=args.device, threads=args.threads,
+                          device=args.device, threads=args.threads, workers=args.workers,
                           config=None if args.fits is None else PredictorConfig(fits=args.fits),
                           progress=not args.quiet, **data_params(args.data_param))
     if args.choose:   # Xie et al.'s question, answered by diagnostics.choice's rule
