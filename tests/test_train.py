@@ -121,6 +121,9 @@ def test_divergence_stops_with_a_message(tmp_path):
     (dict(transforms=("brightness",), order_weight=1.0, base_aug="crop_flip"),
      {"ssl", "ce/brightness", "order/brightness"}),
     (dict(lam=0.0, ssl="ntxent", class_info="normal"), {"ssl", "ce/rotation4"}),
+    # pure prediction of a sampled label set: the online probe reads one copy per image
+    # (a regression: it sliced rows / K = 21 of 128 images and every jigsaw4 run failed)
+    (dict(ssl="none", transforms=("jigsaw4",)), {"ce/jigsaw4", "probe"}),
 ])
 def test_experiment_options_train(tmp_path, options, terms):
     res = train(_cfg(tmp_path, epochs=1, **options))

@@ -419,14 +419,18 @@ class ESSLModel(nn.Module):
 
     def forward(self, views: Sequence[torch.Tensor], trans_inputs: dict[str, torch.Tensor],
                 probe_from: str = "view", trans_grad: bool = True,
-                head_grad: bool = True) -> dict[str, Any]:
+                head_grad: bool = True, n_images: int | None = None) -> dict[str, Any]:
         """One training forward pass, all branches (so DDP sees a single ``forward``).
 
         views: SSL views, each (B, C, H, W) in [0, 1] (empty for ``--ssl none``).
         trans_inputs: transformation name → all K transformed copies (B·K, C, h, w),
             label-major (rows [a·B, (a+1)·B) carry label a).
-        probe_from: ``"view"`` (first SSL view) or ``"trans"`` (the label-0 copies of the
-            first transformation) for the online probe, which sees detached features.
+        probe_from: ``"view"`` (first SSL view) or ``"trans"`` (the first slot of the first
+            transformation's copies: rows [0, B), one copy per image) for the online probe,
+            which sees detached features.
+        n_images: B, the images of the batch; needed with ``probe_from="trans"`` when a
+            transformation carries a sample of its labels (B·m rows, m < K); default
+            rows / K.
         trans_grad: False runs the transformation branch's backbone frozen (no gradients, no
             BatchNorm statistics; its heads then train on fixed features, as monitors: the
             ``lambda = 0`` baseline).
@@ -456,7 +460,8 @@ class ESSLModel(nn.Module):
             anchor = h[0]
         elif probe_from == "trans":
             name, first = next(iter(trans_h.items()))
-            anchor = first[: first.shape[0] // self._n_classes[name]]
+            rows = first.shape[0] // self._n_classes[name] if n_images is None else n_images
+            anchor = first[:rows]
         else:
             raise ValueError(f"probe_from must be 'view' or 'trans', got {probe_from!r}")
         return {"h": h, "z": z, "p": p, "trans_h": trans_h, "trans_logits": trans_logits,

@@ -125,7 +125,7 @@ def training_step(fwd, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Ten
     trans_grad = cfg.ssl == "none" or cfg.lam > 0
     with rt.autocast():
         out = fwd(views, trans_inputs, probe_from="view" if views else "trans",
-                  trans_grad=trans_grad, head_grad=cfg.objective == "ce")
+                  trans_grad=trans_grad, head_grad=cfg.objective == "ce", n_images=len(x))
     # 3. named loss terms
     terms: dict[str, torch.Tensor] = {}
     if cfg.ssl != "none":
