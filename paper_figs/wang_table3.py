@@ -127,14 +127,10 @@ def plot(doc: dict | None = None, out: Path = FIGURE) -> Path:
 
 
 def main(argv=None) -> None:
-    from essl_info.experiments.cells import result_paths, script_parser
+    from essl_info.experiments.cells import script_results
     from essl_info.experiments.cells_report import format_cells
 
-    a = script_parser(__doc__.splitlines()[0]).parse_args(argv)
-    results, figure = result_paths(HERE, NAME, a.mode)
-    doc = (json.loads(results.read_text()) if a.plot_only else
-           compute(a.mode, jobs=a.jobs, root=a.root, dataset=a.dataset, data_dir=a.data_dir,
-                   out=results))
+    doc, figure = script_results(__doc__, HERE, NAME, compute, argv)
     print(format_cells(doc["cells"], doc["scores"]))
     print("wrote", plot(doc, figure))
 

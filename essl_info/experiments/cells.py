@@ -263,11 +263,9 @@ def script_parser(description: str):
     import argparse
 
     p = argparse.ArgumentParser(description=description)
-    g = p.add_mutually_exclusive_group()
-    for name, m in MODES.items():
-        g.add_argument(f"--{name}", dest="mode", action="store_const", const=name,
-                       help=m.description)
-    p.set_defaults(mode="quick")
+    from .commands import add_mode_flags
+
+    add_mode_flags(p, MODES)
     p.add_argument("--plot-only", action="store_true", help="redraw from the saved JSON")
     p.add_argument("--jobs", type=int, default=2, help="local training workers")
     p.add_argument("--root", default=None, help="sweep folder (default: the mode's shared "
@@ -275,6 +273,19 @@ def script_parser(description: str):
     p.add_argument("--dataset", default=None, help="--full: cifar10 or cifar100")
     p.add_argument("--data-dir", default=None, help="--full: folder of the CIFAR files")
     return p
+
+
+def script_results(doc: str, here: str | Path, name: str, compute, argv=None):
+    """Parse a cell script's options (``script_parser``) and return ``(result, figure
+    path)``: the saved JSON with ``--plot-only``, else ``compute(mode, ...)``'s result."""
+    import json
+
+    a = script_parser(doc.splitlines()[0]).parse_args(argv)
+    results, figure = result_paths(here, name, a.mode)
+    res = (json.loads(results.read_text()) if a.plot_only else
+           compute(a.mode, jobs=a.jobs, root=a.root, dataset=a.dataset, data_dir=a.data_dir,
+                   out=results))
+    return res, figure
 
 
 def result_paths(here: str | Path, name: str, mode: str) -> tuple[Path, Path]:

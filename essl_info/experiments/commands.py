@@ -17,6 +17,17 @@ from dataclasses import asdict, fields
 
 from ..training.config import TrainConfig, add_train_arguments, config_from_args, resolve_config
 
+def add_mode_flags(p: argparse.ArgumentParser, modes, default: str = "quick") -> None:
+    """``--<name>`` for each of ``modes`` ({name: object with a ``description``}), mutually
+    exclusive, stored in ``args.mode`` (default ``default``): the experiments' presets
+    (theory-test, paper_figs' tiny / quick / full)."""
+    g = p.add_mutually_exclusive_group()
+    for name, m in modes.items():
+        g.add_argument(f"--{name}", dest="mode", action="store_const", const=name,
+                       help=m.description)
+    p.set_defaults(mode=default)
+
+
 # fields whose option is spelled differently from ``--<field-name>`` or is a negation
 _SPECIAL = {"data_params", "transforms", "proj_dims", "final_linear_probe", "progress", "lam"}
 

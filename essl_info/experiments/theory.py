@@ -294,11 +294,9 @@ def add_theory_arguments(p: argparse.ArgumentParser) -> None:
                    "transform-world (CPU) or cifar10/cifar100 (--full)")
     p.add_argument("--transforms", default=",".join(DEFAULT_CANDIDATES),
                    help="comma-separated candidates (default: %(default)s)")
-    mode = p.add_mutually_exclusive_group()
-    for name, pr in PRESETS.items():
-        mode.add_argument(f"--{name}", dest="mode", action="store_const", const=name,
-                          help=pr.description)
-    p.set_defaults(mode="quick")
+    from .commands import add_mode_flags
+
+    add_mode_flags(p, PRESETS)
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the "
                    "mode's, 3 for quick and full)")
     p.add_argument("--epochs", type=int, default=None, help="override the mode's epochs")

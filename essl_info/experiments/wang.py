@@ -333,11 +333,9 @@ def script_main(doc: str, compute, plot, results: Path, figure: Path, argv=None)
     import argparse
 
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    g = p.add_mutually_exclusive_group()
-    for name, m in MODES.items():
-        g.add_argument(f"--{name}", dest="mode", action="store_const", const=name,
-                       help=m.description)
-    p.set_defaults(mode="quick")
+    from .commands import add_mode_flags
+
+    add_mode_flags(p, MODES)
     p.add_argument("--plot-only", action="store_true", help="redraw from the saved JSON")
     p.add_argument("--jobs", type=int, default=2, help="training workers (0: in process)")
     p.add_argument("--root", default=None, help="sweep root (default "
