@@ -260,6 +260,7 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
     cfg = config or PredictorConfig()
     dev = resolve_device(device)
     ts = parse_transformations(transforms)
+    n_workers = _workers(workers, dev, len(ts))   # bad input refused before any work
     ds = _resolve_dataset(dataset, split=split, image_size=image_size, data_dir=data_dir,
                           seed=seed, dataset_params=dataset_params)
     rng = np.random.default_rng(seed)
@@ -281,7 +282,6 @@ def rank_transforms(dataset, transforms: str | Sequence = DEFAULT_CANDIDATES, *,
     # rows first, in order (they share ``rng``), then the fits, ``workers`` at a time
     rows = [transformed_rows(ds.images, ds.labels, t, mean=ds.mean, std=ds.std,
                              labels_per_image=labels_per_image, rng=rng) for t in ts]
-    n_workers = _workers(workers, dev, len(ts))
 
     def fit(k: int):
         x, a, c, image = rows[k]
