@@ -10,9 +10,9 @@ Checked blocks (each found by what it runs, not by its position):
   calls ``estimate_mi``, executed, its stdout compared with the ```` ```text ```` block
   right after it.
 
-Comparison, line by line: the words must be equal (a path is compared by its file name,
-since the bundled checkpoint's folder differs between clones), and each number must equal
-the README's within one unit of its last printed digit (0.001 for "0.134"; integers such as
+Comparison, line by line: the words must be equal (a path is compared by its file name, and
+digits inside a path are not numbers, since the bundled checkpoint's folder differs between
+clones, e.g. ``/tmp/tmp.D0fV4DI0YI/repo``), and each number must equal the README's within one unit of its last printed digit (0.001 for "0.134"; integers such as
 row counts and epochs exactly): the code is deterministic on CPU, and one unit absorbs a
 rounding flip where another machine's BLAS differs in the 16th digit.
 
@@ -130,6 +130,11 @@ def _words(line: str) -> list[str]:
     return [Path(w).name if "/" in w else w for w in text.split()]
 
 
+def _numbers(line: str) -> list[str]:
+    """The number tokens of a line, outside paths (a clone's folder may hold digits)."""
+    return NUMBER.findall(" ".join(w for w in line.split() if "/" not in w))
+
+
 def compare(expected: list[str], actual: list[str]) -> list[str]:
     """Mismatches between README lines and fresh output (empty when they agree)."""
     problems = []
@@ -139,7 +144,7 @@ def compare(expected: list[str], actual: list[str]) -> list[str]:
         if _words(e) != _words(a):
             problems.append(f"line {i + 1} text differs:\n  README: {e}\n  now:    {a}")
             continue
-        for te, ta in zip(NUMBER.findall(e), NUMBER.findall(a)):
+        for te, ta in zip(_numbers(e), _numbers(a)):
             if abs(float(te) - float(ta)) > _unit(te) * 1.0001 + 1e-12:
                 problems.append(f"line {i + 1}: README {te}, now {ta} (tolerance "
                                 f"{_unit(te):g})\n  README: {e}\n  now:    {a}")

@@ -21,3 +21,8 @@ def test_the_comparison_catches_a_changed_number():
     assert readme_check.compare(good, [good[0].replace("probe", "ross ")])
     assert readme_check.compare(["checkpoint: /a/x.pt (epoch 20)"],
                                 ["checkpoint: /b/x.pt (epoch 20)"]) == []
+    # a clone folder with digits in it (CI clones into mktemp folders) is not a number
+    assert readme_check.compare(["checkpoint: /work/main/x4.pt (epoch 20)"],
+                                ["checkpoint: /tmp/tmp.D0fV4DI0YI/repo/x4.pt (epoch 20)"]) == []
+    assert readme_check.compare(["checkpoint: /a/x.pt (epoch 20)"],
+                                ["checkpoint: /a/x.pt (epoch 21)"])
