@@ -5,7 +5,8 @@ downstream gain of E-SSL with each transformation? (Wang et al., NeurIPS 2024, i
     python paper_figs/theory_test.py --dataset transform-world --jobs 2
     python paper_figs/theory_test.py --plot-only
 
-compute() -> paper_figs/results/theory_test.json (one result per dataset, with provenance);
+compute() -> paper_figs/results/theory_test.json (one result per dataset and mode, with
+            provenance; a dataset not recomputed keeps its saved result);
 plot()    -> paper_figs/theory_test.png (prediction against gain, 95 % bars, ρ with its
 bootstrap interval). The runs live under runs/theory-<dataset>-<mode>/ and are reused: an
 interrupted compute() continues where it stopped. --full runs Wang et al. Fig. 1's setting
@@ -34,7 +35,9 @@ def compute(datasets=DATASETS, *, mode: str = "quick", seeds: int | None = None,
     from essl_info.diagnostics.rank import DEFAULT_CANDIDATES
     from essl_info.experiments.theory import theory_test
 
-    rows = []
+    # results of datasets not recomputed now are kept (one row per dataset and mode)
+    old = json.loads(out.read_text()) if out.exists() else []
+    rows = [r for r in old if (r["dataset"], r["mode"]) not in {(d, mode) for d in datasets}]
     for ds in datasets:
         t0 = time.time()
         res = theory_test(ds, list(transforms or DEFAULT_CANDIDATES), mode=mode, seeds=seeds,
@@ -45,6 +48,8 @@ def compute(datasets=DATASETS, *, mode: str = "quick", seeds: int | None = None,
                                   "loadavg": open("/proc/loadavg").read().split()[:3]
                                   if Path("/proc/loadavg").exists() else None})
         rows.append(res)
+    order = {d: k for k, d in enumerate(DATASETS)}
+    rows.sort(key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], r["mode"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))
     return rows

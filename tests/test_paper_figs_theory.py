@@ -12,9 +12,15 @@ def test_theory_test_figure_tiny_path(tmp_path):
                                                   ROOT / "paper_figs" / "theory_test.py")
     fig = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fig)
+    # a saved result of another dataset is kept; the recomputed dataset's is replaced
+    (tmp_path / "r.json").write_text(json.dumps([
+        {"dataset": "digits", "mode": "tiny", "stale": True},
+        {"dataset": "transform-world", "mode": "tiny", "kept": True}]))
     rows = fig.compute(["digits"], mode="tiny", jobs=0, root=tmp_path / "runs",
                        transforms=["rotation4", "vflip"], out=tmp_path / "r.json")
-    assert json.loads((tmp_path / "r.json").read_text())[0]["dataset"] == "digits"
-    assert rows[0]["provenance"]["wall_s"] > 0
-    png = fig.plot(rows, out=tmp_path / "f.png")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert [r["dataset"] for r in saved] == ["transform-world", "digits"]
+    assert saved[0]["kept"] and "stale" not in saved[1]
+    assert rows[1]["provenance"]["wall_s"] > 0
+    png = fig.plot(rows[1:], out=tmp_path / "f.png")
     assert png.read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "f_0.png").exists()

@@ -89,7 +89,10 @@ def test_tiny_end_to_end_then_cached(tmp_path, capsys):
     lines = []
     res = theory_test("digits", ["rotation4", "invert"], mode="tiny", root=tmp_path / "t",
                       jobs=0, n_boot=200, progress=lines.append)
-    assert res["provenance"]["runs"] == 2 * 2 * 2 + 2 * 2 and res["seeds"] == 2
+    # candidates × objectives × seeds, SimCLR × seeds, random encoder × its 3 seeds
+    assert res["provenance"]["runs"] == 2 * 2 * 2 + 2 + 3 and res["seeds"] == 2
+    assert {b["baseline"]: len(b["seed_values"]) for b in res["baselines"]} == {
+        "random": 3, "simclr": 2}
     assert {(c["metric"], c["objective"], c["transform"]) for c in res["cells"]} == {
         (m, o, t) for m in ("linear", "knn") for o in ("pure", "e-simclr")
         for t in ("rotation4", "invert")}
@@ -108,8 +111,8 @@ def test_cli_print_commands_and_bad_input(tmp_path, capsys):
     assert main(["theory-test", "--dataset", "digits", "--tiny", "--transforms",
                  "rotation4,hflip", "--root", str(tmp_path / "r"), "--print-commands"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 12 and all(x.startswith("essl-info train --dataset digits") for x in out)
-    assert sum("--epochs 0" in x for x in out) == 2          # the random-encoder baseline
+    assert len(out) == 13 and all(x.startswith("essl-info train --dataset digits") for x in out)
+    assert sum("--epochs 0" in x for x in out) == 3          # the random-encoder baseline
     assert main(["theory-test", "--dataset", "digits", "--tiny", "--transforms",
                  "rotation4"]) == 2
     assert "at least 2 candidate" in capsys.readouterr().err

@@ -12,25 +12,28 @@ from .theory import OBJECTIVES
 def format_table(res: dict) -> str:
     """The prediction beside the outcome, then ρ and the verdict groups (plain text)."""
     lines = [f"theory test on {res['dataset']} ({res['mode']}, {res['seeds']} seeds, "
-             f"{res['n_images']} images; accuracies as fractions, ± 1 stderr)"]
+             f"{res['n_images']} images; accuracies as fractions: mean over seeds (seed "
+             f"sd), gain ± 1 stderr)"]
     head = f"{'transform':<10} {'Î(A;C|X) nats':>16} {'verdict':<18}"
     objs = list(OBJECTIVES)
     for metric in METRICS:
-        lines += ["", f"[{metric}] gain over baseline"
+        lines += ["", f"[{metric}] accuracy and gain over baseline"
                   + "".join(f"  {o}: vs {OBJECTIVES[o][1]}" for o in objs),
-                  head + "".join(f" {o + ' gain':>20}" for o in objs)]
+                  head + "".join(f" {o + ' acc (sd)':>22} {o + ' gain':>16}" for o in objs)]
         for t in res["transforms"]:
             p = res["prediction"][t]
             row = f"{t:<10} {p['i']:>8.3f} ± {p['i_se']:<5.3f} {p['verdict']:<18}"
             for o in objs:
                 c = next(c for c in res["cells"] if c["metric"] == metric
                          and c["objective"] == o and c["transform"] == t)
-                row += f" {c['gain']:>+12.3f} ± {c['gain_stderr']:.3f}"
+                row += (f" {c['accuracy']:>14.3f} ({c['seed_sd']:.3f})"
+                        f" {c['gain']:>+8.3f} ± {c['gain_stderr']:.3f}")
             lines.append(row)
         for b in res["baselines"]:
             if b["metric"] == metric:
                 lines.append(f"  baseline {b['baseline']}: {b['accuracy']:.3f} ± "
-                             f"{b['stderr']:.3f} (seed sd {b['seed_sd']:.3f})")
+                             f"{b['stderr']:.3f} (seed sd {b['seed_sd']:.3f}, "
+                             f"{len(b['seed_values'])} seeds)")
         for a in res["agreement"]:
             if a["metric"] == metric:
                 lines.append(f"  Spearman ρ(Î, gain) {a['objective']}: {_rho_text(a)}")
