@@ -27,9 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -38,6 +36,7 @@ import numpy as np
 
 from ..training.config import TrainConfig
 from .downstream import METRICS, EvalConfig, evaluate_run
+from .provenance import provenance
 from .sweep import Sweep, collect, execute, grid
 
 MEASURE_FILE = "cell_measure_{hash}.json"   # one per MeasureConfig (tables share runs)
@@ -235,25 +234,6 @@ def mode_for(name: str, *, dataset: str = "digits", root: str | Path | None = No
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {name!r}")
     m = MODES[name]
     return replace(m, root=str(root) if root is not None else m.root.format(dataset=dataset))
-
-
-def provenance(t0: float, *, seeds: int, mode: str, root: str | Path, extra=None) -> dict:
-    """Where a result came from: command, library version, seeds, times, machine load."""
-    import torch
-
-    from .. import __version__
-
-    load = (open("/proc/loadavg").read().split()[:3]
-            if Path("/proc/loadavg").exists() else None)
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "library_version": __version__, "mode": mode, "seeds": list(range(seeds)),
-            "root": str(Path(root).resolve()),
-            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
-            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "wall_s": round(time.time() - t0, 1), "loadavg_end": load,
-            "machine": platform.node(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            **(extra or {})}
 
 
 # ================================================================= the scripts' options

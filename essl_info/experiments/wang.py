@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -285,21 +283,13 @@ def combine(values: Sequence[dict]) -> dict:
 
 # ========================================================================== provenance
 def provenance(mode: WangMode, root: Path, seeds: int, started: float) -> dict:
-    """Where and how a result was made: command, versions, seeds, times, load average."""
-    import torch
+    """Where and how a result was made (``experiments.provenance``), with the mode's
+    description, dataset and the full mode's GPU-hour estimate."""
+    from .provenance import provenance as _provenance
 
-    from .. import __version__
-
-    load = (open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists()
-            else None)
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "library_version": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "machine": platform.node(),
-            "cpus": os.cpu_count(), "mode": mode.name, "mode_description": mode.description,
-            "dataset": mode.dataset, "seeds": list(range(seeds)), "root": str(root),
-            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-            "wall_s": round(time.time() - started, 1), "loadavg_end": load,
-            "gpu_hours_full": MODES["full"].gpu_hours}
+    return _provenance(started, seeds=seeds, mode=mode.name, root=root,
+                       extra={"mode_description": mode.description, "dataset": mode.dataset,
+                              "gpu_hours_full": MODES["full"].gpu_hours})
 
 
 def save_result(doc: dict, out: Path) -> Path:
