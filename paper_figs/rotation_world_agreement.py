@@ -5,7 +5,7 @@ CNNs) recover the Shannon quantities where they are known exactly? Rotation-worl
 every latent losslessly, so the usable information of a good enough predictor family equals
 Shannon's here.
 
-    python paper_figs/rotation_world_agreement.py            # compute() then plot()
+    python paper_figs/rotation_world_agreement.py --jobs 2   # compute() then plot()
     python paper_figs/rotation_world_agreement.py --plot-only
 
 compute() -> paper_figs/results/rotation_world_agreement.json ({"rows", "provenance"});
@@ -34,37 +34,47 @@ N_IMAGES = 4000
 SEED = 0
 
 
-def compute(settings=SETTINGS, n_images: int = N_IMAGES, seed: int = SEED,
-            out: Path = RESULTS) -> list[dict]:
+def _one_setting(m: int, eps: float, delta: float, s: float, n_images: int, seed: int) -> dict:
+    """rank_transforms on one rotation-world setting beside its exact values (one row)."""
     from essl_info import rank_transforms
     from essl_info.data.rotation_world import exact_information
+
+    t0 = time.perf_counter()
+    rep = rank_transforms("rotation-world", "rotation4", n_images=n_images, seed=seed,
+                          m=m, eps=eps, delta=delta, s=s)
+    exact = exact_information(m, eps, delta, s)
+    row = {"m": m, "eps": eps, "delta": delta, "s": s, "n_images": n_images,
+           "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+    for q in ("H(A|X)", "I(A;C|X)"):
+        est = rep.get(q)
+        row[q] = {"estimate": est.value, "stderr": est.stderr, "exact": exact[q],
+                  "error": est.value - exact[q],
+                  "stderr_sampling": est.diagnostics["stderr_sampling"],
+                  "stderr_seeds": est.diagnostics["stderr_seeds"],
+                  "fits": est.diagnostics["seed_values"]}
+    print(f"m={m} eps={eps} delta={delta} s={s}:  "
+          + "  ".join(f"{q} {row[q]['estimate']:.3f} ± {row[q]['stderr']:.3f} "
+                      f"(exact {row[q]['exact']:.3f})" for q in ("H(A|X)", "I(A;C|X)"))
+          + f"  [{row['seconds']} s]", flush=True)
+    return row
+
+
+def compute(settings=SETTINGS, n_images: int = N_IMAGES, seed: int = SEED,
+            out: Path = RESULTS, jobs: int = 1) -> list[dict]:
+    """One row per setting; ``jobs`` settings at a time in threads (each fit runs on one
+    CPU thread, and every setting is seeded on its own, so the rows do not depend on
+    ``jobs``)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     from essl_info.experiments.provenance import provenance
 
     t_start = time.time()
-    rows = []
-    for m, eps, delta, s in settings:
-        t0 = time.perf_counter()
-        rep = rank_transforms("rotation-world", "rotation4", n_images=n_images, seed=seed,
-                              m=m, eps=eps, delta=delta, s=s)
-        exact = exact_information(m, eps, delta, s)
-        row = {"m": m, "eps": eps, "delta": delta, "s": s, "n_images": n_images,
-               "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
-        for q in ("H(A|X)", "I(A;C|X)"):
-            est = rep.get(q)
-            row[q] = {"estimate": est.value, "stderr": est.stderr, "exact": exact[q],
-                      "error": est.value - exact[q],
-                      "stderr_sampling": est.diagnostics["stderr_sampling"],
-                      "stderr_seeds": est.diagnostics["stderr_seeds"],
-                      "fits": est.diagnostics["seed_values"]}
-        rows.append(row)
-        print(f"m={m} eps={eps} delta={delta} s={s}:  "
-              + "  ".join(f"{q} {row[q]['estimate']:.3f} ± {row[q]['stderr']:.3f} "
-                          f"(exact {row[q]['exact']:.3f})" for q in ("H(A|X)", "I(A;C|X)"))
-              + f"  [{row['seconds']} s]", flush=True)
+    with ThreadPoolExecutor(max(1, int(jobs))) as pool:
+        rows = list(pool.map(lambda st: _one_setting(*st, n_images, seed), settings))
     doc = {"rows": rows, "provenance": provenance(
         t_start, seeds=1, mode="quick", root=None,
-        extra={"data_seed": seed, "n_images": n_images, "settings": [list(x) for x in settings]})}
+        extra={"data_seed": seed, "n_images": n_images, "jobs": jobs,
+               "settings": [list(x) for x in settings]})}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     return rows
@@ -102,5 +112,9 @@ def plot(rows: list[dict] | None = None, out: Path = FIGURE) -> Path:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--jobs", type=int, default=2, help="settings computed at a time "
+                    "(threads; one CPU thread each)")
     args = ap.parse_args()
-    print("wrote", plot(None if args.plot_only else compute()))
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
+    print("wrote", plot(None if args.plot_only else compute(jobs=args.jobs)))
