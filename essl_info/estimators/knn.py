@@ -80,6 +80,10 @@ REF_ROSS = ("Ross, PLoS ONE 9(2): e87357 (2014); conditional forms: Mesner & Sha
             "IEEE Trans. Inf. Theory 67 (2021)")
 REF_KL = "Kozachenko & Leonenko, Probl. Inf. Transm. 23 (1987); Kraskov et al. 2004 eq. 20"
 TIE_THRESHOLD = 0.05  # fraction of duplicated rows above which ties are "heavy"
+# the subsampled standard error holds at most STDERR_BUDGET * n rows in all (blocks of at
+# least STDERR_MIN_BLOCK rows): see ``resampling.subsample_stderr`` and benchmarks/README.md
+STDERR_BUDGET = 0.5
+STDERR_MIN_BLOCK = 500
 
 
 # ============================================================================ inputs
@@ -269,7 +273,8 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
             lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n, groups=groups,
             subsamples=subsamples, min_rows=2 * k + 2,
             seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]),
-            workers=workers, batch_stat=batch_stat)
+            workers=workers, batch_stat=batch_stat, budget=STDERR_BUDGET,
+            min_block=STDERR_MIN_BLOCK)
 
     if batch_stat is not None and workers > 1:
         # the passes over all rows and over the partitions side by side: their serial

@@ -93,6 +93,8 @@ def subsample_stderr(
     seed: int = 0,
     workers: int = 1,
     batch_stat: Callable[[list[np.ndarray]], list[float | None]] | None = None,
+    budget: float | None = None,
+    min_block: int = 500,
 ) -> Subsampling:
     """Standard error of ``stat(all rows)`` by subsampling without replacement.
 
@@ -110,6 +112,14 @@ def subsample_stderr(
     batch_stat : optional; the disjoint subsets of one partition -> their values (None for
                  a degenerate one), equal to ``stat`` on each: lets an estimator share the
                  work of a partition (one pass over all rows instead of B small calls)
+    budget     : optional cap on the rows all subsamples hold together, as a multiple of
+                 n (for a statistic whose cost grows about linearly in its rows): when
+                 ``subsamples`` blocks of n/B rows would exceed it, the blocks shrink to
+                 m = max(budget * n / subsamples, min_block) rows (never more than n/B):
+                 each random permutation of the units is cut into n // m blocks, the
+                 first ones are used (disjoint blocks of a random part of the rows), and
+                 exactly ``subsamples`` replicates are taken. The variance rule (delete-d
+                 jackknife, m / (n - m)) is the same.
     """
     if isinstance(subsamples, bool) or not isinstance(subsamples, (int, np.integer)) \
             or subsamples < 0:
@@ -122,15 +132,26 @@ def subsample_stderr(
     if n_blocks < 2 or n / n_blocks < min_rows:
         return Subsampling(None, np.zeros(0), 0.0, 0,
                            f"too few rows ({n}) or groups ({len(units)}) to subsample")
+    split, per_perm, total = n_blocks, n_blocks, None  # the default: whole partitions
+    if budget is not None and subsamples * n / n_blocks > budget * n:
+        m = max(budget * n / subsamples, min_block)
+        split = min(len(units), max(n_blocks, int(n // m)))
+        if split > n_blocks:
+            total, per_perm = subsamples, min(split, subsamples)
     rng = np.random.default_rng(seed)
     partitions = []
-    for _ in range(math.ceil(subsamples / n_blocks)):
+    for _ in range(math.ceil(subsamples / per_perm)):
         perm = rng.permutation(len(units))
         partitions.append([])
-        for part in np.array_split(perm, n_blocks):
+        for part in np.array_split(perm, split)[:per_perm]:
             rows = part if groups is None else np.concatenate([members[u] for u in part])
             if len(rows) >= min_rows:
                 partitions[-1].append(np.sort(rows))
+    if total is not None:  # exactly ``subsamples`` blocks
+        left = total
+        for part in partitions:
+            del part[left:]
+            left = max(left - len(part), 0)
     subsets = [rows for part in partitions for rows in part]
 
     def safe(rows: np.ndarray) -> float | None:
@@ -157,10 +178,10 @@ def subsample_stderr(
     sizes = [len(rows) for rows, v in zip(subsets, results) if v is not None]
     values_arr = np.asarray(values)
     if len(values_arr) < 2:
-        return Subsampling(None, values_arr, 0.0, n_blocks, "fewer than 2 usable subsamples")
+        return Subsampling(None, values_arr, 0.0, split, "fewer than 2 usable subsamples")
     m = float(np.mean(sizes))
     var = m / (n - m) * float(np.var(values_arr, ddof=1))
-    return Subsampling(math.sqrt(var), values_arr, m, n_blocks)
+    return Subsampling(math.sqrt(var), values_arr, m, split)
 
 
 # ================================================================== permutation test
