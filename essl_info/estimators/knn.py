@@ -53,7 +53,10 @@ variable's values), so it does not depend on argument order. Same inputs and see
 value bit for bit.
 
 Standard errors: subsampling without replacement (``essl_info.estimators.resampling``), parameters
-``subsamples`` (0 disables), ``groups`` (rows that must stay together).
+``subsamples`` (0 disables), ``groups`` (rows that must stay together). On the kd-tree path
+the subsamples hold at most ``STDERR_BUDGET`` * N rows together (blocks of max(500, N/80)
+rows from N = 10,000 up, instead of N/10): the standard error costs one more pass over the
+rows at N = 10,000 and a quarter of one from N = 40,000 up (two passes before).
 """
 
 from __future__ import annotations
@@ -80,9 +83,12 @@ REF_ROSS = ("Ross, PLoS ONE 9(2): e87357 (2014); conditional forms: Mesner & Sha
             "IEEE Trans. Inf. Theory 67 (2021)")
 REF_KL = "Kozachenko & Leonenko, Probl. Inf. Transm. 23 (1987); Kraskov et al. 2004 eq. 20"
 TIE_THRESHOLD = 0.05  # fraction of duplicated rows above which ties are "heavy"
-# the subsampled standard error holds at most STDERR_BUDGET * n rows in all (blocks of at
-# least STDERR_MIN_BLOCK rows): see ``resampling.subsample_stderr`` and benchmarks/README.md
-STDERR_BUDGET = 0.5
+# on the kd-tree path (cost ~ rows searched) the subsampled standard error holds at most
+# STDERR_BUDGET * n rows in all, in blocks of at least STDERR_MIN_BLOCK rows (N >= 10,000:
+# 20 blocks of max(500, N/80) rows instead of N/10; calibration measured in
+# benchmarks/README.md "Coverage"); the brute-force paths (cost ~ rows^2, where blocks of
+# N/10 already cost 0.2 of the estimate) keep N/10
+STDERR_BUDGET = 0.25
 STDERR_MIN_BLOCK = 500
 
 
@@ -273,8 +279,8 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
             lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n, groups=groups,
             subsamples=subsamples, min_rows=2 * k + 2,
             seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]),
-            workers=workers, batch_stat=batch_stat, budget=STDERR_BUDGET,
-            min_block=STDERR_MIN_BLOCK)
+            workers=workers, batch_stat=batch_stat, min_block=STDERR_MIN_BLOCK,
+            budget=STDERR_BUDGET if batch_stat is not None else None)
 
     if batch_stat is not None and workers > 1:
         # the passes over all rows and over the partitions side by side: their serial
