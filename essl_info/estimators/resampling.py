@@ -17,8 +17,8 @@ are obtained from ceil(subsamples / B) independent random partitions. With the d
 (20 replicates of n/10 rows) the cost is 20 * (1/10)^2 = 0.2 of the full estimate for an
 estimator whose cost grows as n^2 (the brute-force kNN backends); for the kd-tree backend
 (cost ~ n log n) each partition costs about one pass over all rows, so the default adds
-about two passes; ``budget`` caps that (the kNN estimators on the kd-tree path: 0.25 n rows
-in all, i.e. 20 blocks of max(500, n/80) rows, calibration in benchmarks/README.md
+about two passes; ``budget`` caps that (the kNN estimators on the kd-tree path: 0.125 n
+rows in all, i.e. 20 blocks of max(500, n/160) rows, calibration in benchmarks/README.md
 "Coverage"). Measured calibration of KSG (mean stderr / spread over 60 independent
 samples, y = 0.6x + 0.8e, k = 3; the ratios are uncertain by ~10 %): 0.86 (1+1 dims,
 n = 2,000), 0.99 (1+1, n = 10,000), 0.93 (2+2, 2,000), 0.97 (2+2, 10,000), 0.89 (4+4,
