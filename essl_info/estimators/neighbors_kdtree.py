@@ -324,10 +324,9 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
         bj[perm] = bjp
     rows = np.arange(n)
     eps = bd[rows, kvec - 1]
-    if (kvec == kq).all():
-        nzero = (bd == 0).sum(axis=1)
-    else:
-        nzero = np.where(np.arange(kq)[None, :] < kvec[:, None], bd == 0, False).sum(axis=1)
+    nzero = np.zeros(n, np.int64)  # column by column: numpy's sum(axis=1) of (n, 3) is slow
+    for t in range(kq):
+        nzero += (bd[:, t] == 0) & (t < kvec)
     atoms = np.flatnonzero(eps == 0)  # k or more points at distance 0: count them all
     if len(atoms):
         z = np.zeros(n, np.int64)
