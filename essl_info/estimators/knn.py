@@ -292,6 +292,12 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
             workers=workers, batch_stat=batch_stat, min_block=STDERR_MIN_BLOCK,
             budget=STDERR_BUDGET if batch_stat is not None else None)
 
+    if batch_stat is not None:
+        # the sorted columns (1-D and 2-D marginals of the kd-tree path) once, before the
+        # two passes start: the partitions' blocks inherit them (``Block.take``)
+        for b in blocks:
+            if not b.discrete and b.values.shape[1] <= 2:
+                _ = b.column_order
     if batch_stat is not None and workers > 1:
         # the passes over all rows and over the partitions side by side: their serial
         # parts (tree builds, sorts) overlap; the values do not depend on it
