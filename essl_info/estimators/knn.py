@@ -54,8 +54,8 @@ value bit for bit.
 
 Standard errors: subsampling without replacement (``essl_info.estimators.resampling``), parameters
 ``subsamples`` (0 disables), ``groups`` (rows that must stay together). On the kd-tree path
-the subsamples hold at most ``STDERR_BUDGET`` * N rows together (blocks of max(500, N/160)
-rows from N = 10,000 up, instead of N/10): the standard error costs one more pass over the
+above N = 5,000 the subsamples are disjoint blocks of max(500, N/160) rows instead of N/10
+(``STDERR_BUDGET``, ``STDERR_MIN_BLOCK``): the standard error costs one more pass over the
 rows at N = 10,000, a quarter of one at 40,000 and an eighth from 80,000 up (two passes
 before).
 """
@@ -85,7 +85,7 @@ REF_ROSS = ("Ross, PLoS ONE 9(2): e87357 (2014); conditional forms: Mesner & Sha
 REF_KL = "Kozachenko & Leonenko, Probl. Inf. Transm. 23 (1987); Kraskov et al. 2004 eq. 20"
 TIE_THRESHOLD = 0.05  # fraction of duplicated rows above which ties are "heavy"
 # on the kd-tree path (cost ~ rows searched) the subsampled standard error holds at most
-# STDERR_BUDGET * n rows in all, in blocks of at least STDERR_MIN_BLOCK rows (N >= 10,000:
+# STDERR_BUDGET * n rows in all, in blocks of at least STDERR_MIN_BLOCK rows (N > 5,000:
 # 20 blocks of max(500, N/160) rows instead of N/10; calibration measured in
 # benchmarks/README.md "Coverage"); the brute-force paths (cost ~ rows^2, where blocks of
 # N/10 already cost 0.2 of the estimate) keep N/10
