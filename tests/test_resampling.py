@@ -168,3 +168,19 @@ def test_row_budget_respects_min_block_and_leaves_small_n_alone():
     capped = subsample_stderr(mean, 2000, seed=1, budget=0.5, min_block=500)
     np.testing.assert_array_equal(plain.values, capped.values)
     assert plain.stderr == capped.stderr
+
+
+def test_row_budget_spanning_two_permutations_takes_exactly_subsamples_blocks():
+    """n = 6,000: blocks of 500 rows, 12 per permutation: 12 + 8 blocks, each permutation's
+    blocks disjoint"""
+    data = np.random.default_rng(5).standard_normal(6000)
+    seen = []
+
+    def stat(rows):
+        seen.append(rows)
+        return data[rows].mean()
+
+    sub = subsample_stderr(stat, 6000, seed=2, budget=0.125, min_block=500)
+    assert len(sub.values) == 20 and sub.size == 500 and sub.n_blocks == 12
+    assert len(np.unique(np.concatenate(seen[:12]))) == 12 * 500
+    assert len(np.unique(np.concatenate(seen[12:]))) == 8 * 500
