@@ -126,7 +126,7 @@ def run_case(tables, case: Case) -> dict:
                                                         _loo_mean(one[:, 0]))})
     row["s per call"] = float(np.median(secs))
     row["note"] = case.note
-    tables.add(TABLE, (case.name, task.name), **row)
+    tables.add(TABLE, (case.name, task.name, row["N"]), **row)
     return row
 
 
@@ -169,6 +169,13 @@ register(Case("knn", "ksg k=3", lambda: T.gaussian(1, 0.6), _knn("ksg", 2_000), 
               note=KNN_NOTE))
 register(Case("knn", "ksg k=3", lambda: T.gaussian(4, 0.6), _knn("ksg", 2_000), 40,
               note=KNN_NOTE))
+# where the kd-tree path's row budget (knn.STDERR_BUDGET) shrinks the standard error's
+# blocks below N/10: 500 rows at N = 10,000 and 40,000 (N/20, N/80), N/160 at 100,000;
+# 4+4 (brute force, no budget) as the control
+for _d, _n in [(1, 10_000), (2, 10_000), (4, 10_000), (1, 40_000), (1, 100_000),
+               (2, 100_000)]:
+    register(Case("knn", "ksg k=3", lambda _d=_d: T.gaussian(_d, 0.6), _knn("ksg", _n), 40,
+                  note=KNN_NOTE))
 register(Case("knn", "ross k=3", lambda: T.class_mixture(n_classes=4, d=4),
               _knn("ross", 2_000), 40, note=KNN_NOTE))
 register(Case("probe", "logistic, 5 folds, 3 fits", lambda: T.class_mixture(n_classes=10, d=16),

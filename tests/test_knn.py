@@ -310,3 +310,15 @@ def test_standardize_equals_raw_estimate_on_standardised_data():
     ours = estimate_mi(x, y, method="ksg", subsamples=0, jitter=0.0).value
     ref_value = ref.ksg1(x / x.std(axis=0), y / y.std(axis=0))
     assert ours == pytest.approx(ref_value, abs=1e-10)
+
+
+def test_kdtree_stderr_uses_the_row_budget_and_brute_force_does_not():
+    """N = 10,000, 2+2: on the kd-tree path 20 blocks of 500 rows (one permutation, 0.125 N
+    budget raised to the 500-row floor); the brute-force path keeps 2 x 10 blocks of N/10
+    (calibration of both: benchmarks/bench_coverage.py)."""
+    x, y = gaussian(2, 0.5).sample(10_000, 3)
+    tree = estimate_mi(x, y, method="ksg", seed=1)
+    brute = estimate_mi(x, y, method="ksg", seed=1, backend="numba")
+    assert tree.params["backend"] == "kdtree" and tree.value == brute.value
+    assert tree.params["subsamples"] == 20 and tree.params["subsample_size"] == 500
+    assert brute.params["subsamples"] == 20 and brute.params["subsample_size"] == 1000

@@ -58,3 +58,17 @@ def test_subsample_stderr_batched_equals_unbatched():
     b = subsample_stderr(stat, 2000, seed=5, batch_stat=batch)
     np.testing.assert_array_equal(a.values, b.values)
     assert a.stderr == b.stderr
+
+
+def test_budgeted_subsamples_batched_equal_unbatched():
+    """blocks of a random part of the rows (the row budget) in one search per permutation
+    give the separate calls' values"""
+    blocks = _case("ksg", n=4000)
+    stat = lambda rows: fp_value([b.take(rows) for b in blocks], 3)[0]  # noqa: E731
+    batch = lambda parts: fp_values_by_part(blocks, parts, 3)  # noqa: E731
+    kw = dict(seed=5, budget=0.25, min_block=50)
+    a = subsample_stderr(stat, 4000, **kw)
+    b = subsample_stderr(stat, 4000, batch_stat=batch, **kw)
+    assert len(a.values) == 20 and a.size == 50
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.stderr == b.stderr

@@ -236,3 +236,20 @@ def test_block_column_order_survives_take():
     np.testing.assert_array_equal(sub.column_order,
                                   np.argsort(v[rows], axis=0, kind="stable").T)
     assert "column_order" not in blk.take(rows[::-1]).__dict__
+
+
+@pytest.mark.parametrize("kind", ["tie-free", "ties", "signed zeros", "constant", "one"])
+def test_stable_argsort_is_numpys_stable_sort(kind):
+    from essl_info.estimators.neighbors import stable_argsort
+
+    rng = np.random.default_rng(7)
+    col = {"tie-free": rng.standard_normal(5000),
+           "ties": rng.integers(0, 50, 5000).astype(float),
+           "signed zeros": np.where(rng.random(5000) < 0.5, 0.0, -0.0),
+           "constant": np.full(300, 2.5), "one": np.ones(1)}[kind]
+    got = stable_argsort(col)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.argsort(col, kind="stable"))
+    blk = Block(np.stack([col, col[::-1]], axis=1))
+    np.testing.assert_array_equal(blk.column_order,
+                                  np.argsort(blk.values, axis=0, kind="stable").T)

@@ -134,3 +134,53 @@ def test_combine_seeds_interval_covers_other_seed_sets():
         ens = combine_seeds(rng.normal(0.0, 1.0, 3), 0.0)
         hits += abs(ens.value) <= 1.959963984540054 * ens.stderr
     assert 0.93 <= hits / 2000 <= 0.97
+
+
+def test_row_budget_takes_smaller_disjoint_blocks_and_stays_unbiased():
+    """With a budget of 0.5 n, 20 blocks of n/40 rows from one permutation (disjoint);
+    for a mean the delete-d rule m / (n - m) is exactly unbiased for S^2 / n (sampling
+    without replacement), averaged over seeds."""
+    n = 20_000
+    data = np.random.default_rng(3).standard_normal(n)
+    seen = []
+
+    def stat(rows):
+        seen.append(rows)
+        return data[rows].mean()
+
+    sub = subsample_stderr(stat, n, seed=0, budget=0.5, min_block=200)
+    assert len(sub.values) == 20 and sub.size == 500 and sub.n_blocks == 40
+    rows = np.concatenate(seen)
+    assert len(rows) == 20 * 500 == len(np.unique(rows))
+    var = np.mean([subsample_stderr(lambda r: data[r].mean(), n, seed=s, budget=0.5,
+                                    min_block=200).stderr ** 2 for s in range(40)])
+    assert var == pytest.approx(data.var(ddof=1) / n, rel=0.15)
+
+
+def test_row_budget_respects_min_block_and_leaves_small_n_alone():
+    data = np.random.default_rng(4).standard_normal(10_000)
+    mean = lambda r: data[r].mean()  # noqa: E731
+    # 0.5 n / 20 = 250 rows < min_block 500: blocks of 500 (one permutation into 20)
+    sub = subsample_stderr(mean, 10_000, seed=1, budget=0.5, min_block=500)
+    assert sub.size == 500 and len(sub.values) == 20 and sub.n_blocks == 20
+    # n = 2,000: blocks of n/10 = 200 are below min_block already: the default scheme
+    plain = subsample_stderr(mean, 2000, seed=1)
+    capped = subsample_stderr(mean, 2000, seed=1, budget=0.5, min_block=500)
+    np.testing.assert_array_equal(plain.values, capped.values)
+    assert plain.stderr == capped.stderr
+
+
+def test_row_budget_spanning_two_permutations_takes_exactly_subsamples_blocks():
+    """n = 6,000: blocks of 500 rows, 12 per permutation: 12 + 8 blocks, each permutation's
+    blocks disjoint"""
+    data = np.random.default_rng(5).standard_normal(6000)
+    seen = []
+
+    def stat(rows):
+        seen.append(rows)
+        return data[rows].mean()
+
+    sub = subsample_stderr(stat, 6000, seed=2, budget=0.125, min_block=500)
+    assert len(sub.values) == 20 and sub.size == 500 and sub.n_blocks == 12
+    assert len(np.unique(np.concatenate(seen[:12]))) == 12 * 500
+    assert len(np.unique(np.concatenate(seen[12:]))) == 8 * 500

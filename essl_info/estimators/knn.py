@@ -53,7 +53,11 @@ variable's values), so it does not depend on argument order. Same inputs and see
 value bit for bit.
 
 Standard errors: subsampling without replacement (``essl_info.estimators.resampling``), parameters
-``subsamples`` (0 disables), ``groups`` (rows that must stay together).
+``subsamples`` (0 disables), ``groups`` (rows that must stay together). On the kd-tree path
+above N = 5,000 the subsamples are disjoint blocks of max(500, N/160) rows instead of N/10
+(``STDERR_BUDGET``, ``STDERR_MIN_BLOCK``): the standard error costs one more pass over the
+rows at N = 10,000, a quarter of one at 40,000 and an eighth from 80,000 up (two passes
+before).
 """
 
 from __future__ import annotations
@@ -80,6 +84,13 @@ REF_ROSS = ("Ross, PLoS ONE 9(2): e87357 (2014); conditional forms: Mesner & Sha
             "IEEE Trans. Inf. Theory 67 (2021)")
 REF_KL = "Kozachenko & Leonenko, Probl. Inf. Transm. 23 (1987); Kraskov et al. 2004 eq. 20"
 TIE_THRESHOLD = 0.05  # fraction of duplicated rows above which ties are "heavy"
+# on the kd-tree path (cost ~ rows searched) the subsampled standard error holds at most
+# STDERR_BUDGET * n rows in all, in blocks of at least STDERR_MIN_BLOCK rows (N > 5,000:
+# 20 blocks of max(500, N/160) rows instead of N/10; calibration measured in
+# benchmarks/README.md "Coverage"); the brute-force paths (cost ~ rows^2, where blocks of
+# N/10 already cost 0.2 of the estimate) keep N/10
+STDERR_BUDGET = 0.125
+STDERR_MIN_BLOCK = 500
 
 
 # ============================================================================ inputs
@@ -89,9 +100,17 @@ def jitter(values: np.ndarray, rng: np.random.Generator, scale: float) -> np.nda
         return values
     if not scale >= 0:
         raise ValueError(f"jitter must be >= 0, got {scale!r}")
-    s = values.std(axis=0)
-    s = np.where(s > 0, s, np.maximum(np.abs(values).max(axis=0), 1.0))
+    s = _column_std(values)
+    for c in np.flatnonzero(~(s > 0)):
+        s[c] = max(float(np.abs(values[:, c]).max()), 1.0)
     return values + scale * s * rng.standard_normal(values.shape)
+
+
+def _column_std(values: np.ndarray) -> np.ndarray:
+    """(d,) std (ddof=0) of each column of (n, d) ``values``, one column at a time: numpy's
+    axis-0 reduction of a narrow array is ~10x slower (24 ms against 2 ms at 100,000 x 2)."""
+    return np.array([col.std() for col in values.T], dtype=np.float64).reshape(
+        values.shape[1])
 
 
 def unit_scale(values: np.ndarray) -> np.ndarray:
@@ -99,7 +118,8 @@ def unit_scale(values: np.ndarray) -> np.ndarray:
     columns unchanged. The standard deviation is taken over the sorted column so that it
     does not depend on the order of the rows (permuting rows permutes the estimate's inputs
     exactly). Inputs large enough to overflow it are refused by ``inputs.py``."""
-    s = np.sort(values, axis=0).std(axis=0)
+    s = np.array([np.sort(col).std() for col in values.T], dtype=np.float64).reshape(
+        values.shape[1])
     return values / np.where(s > 0, s, 1.0)
 
 
@@ -269,8 +289,15 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
             lambda rows: value_fn([b.take(rows) for b in blocks])[0], v_n, groups=groups,
             subsamples=subsamples, min_rows=2 * k + 2,
             seed=int(np.random.SeedSequence([seed, 0x5EB]).generate_state(1)[0]),
-            workers=workers, batch_stat=batch_stat)
+            workers=workers, batch_stat=batch_stat, min_block=STDERR_MIN_BLOCK,
+            budget=STDERR_BUDGET if batch_stat is not None else None)
 
+    if batch_stat is not None:
+        # the sorted columns (1-D and 2-D marginals of the kd-tree path) once, before the
+        # two passes start: the partitions' blocks inherit them (``Block.take``)
+        for b in blocks:
+            if not b.discrete and b.values.shape[1] <= 2:
+                _ = b.column_order
     if batch_stat is not None and workers > 1:
         # the passes over all rows and over the partitions side by side: their serial
         # parts (tree builds, sorts) overlap; the values do not depend on it

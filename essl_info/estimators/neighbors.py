@@ -79,7 +79,19 @@ class Block:
     def column_order(self) -> np.ndarray:
         """(d, n) int64: the rows in ascending order of each column (ties by row index,
         ``np.argsort(kind="stable")``), computed once per block (continuous blocks)."""
-        return np.argsort(self.values, axis=0, kind="stable").T.astype(np.int64)
+        return np.stack([stable_argsort(c) for c in self.values.T]) if len(
+            self.values) else np.zeros((self.values.shape[1], 0), np.int64)
+
+
+def stable_argsort(col: np.ndarray) -> np.ndarray:
+    """(n,) int64 ``np.argsort(col, kind="stable")`` (ties by row index), about 3x
+    faster on tie-free data: an unstable sort, kept when no two sorted values are equal
+    (then every order is the stable one), else the stable sort."""
+    order = np.argsort(col, kind="quicksort")
+    s = col[order]
+    if (s[1:] == s[:-1]).any() or np.isnan(s[-1:]).any():
+        order = np.argsort(col, kind="stable")
+    return order.astype(np.int64, copy=False)
 
 
 @dataclass(frozen=True, eq=False)

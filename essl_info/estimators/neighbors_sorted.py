@@ -196,7 +196,9 @@ def sorted_order(col: np.ndarray, seg: np.ndarray, nseg: int,
     seg))``, as two stable sorts (the second a radix sort of small integers); ``order``:
     the rows already sorted by value (``Block.column_order``), if known."""
     if order is None:
-        order = np.argsort(col, kind="stable")
+        from .neighbors import stable_argsort
+
+        order = stable_argsort(col)
     if nseg > 1:
         s = seg[order]
         order = order[np.argsort(s.astype(np.int16) if nseg < 2**15 else s, kind="stable")]

@@ -17,7 +17,9 @@ are obtained from ceil(subsamples / B) independent random partitions. With the d
 (20 replicates of n/10 rows) the cost is 20 * (1/10)^2 = 0.2 of the full estimate for an
 estimator whose cost grows as n^2 (the brute-force kNN backends); for the kd-tree backend
 (cost ~ n log n) each partition costs about one pass over all rows, so the default adds
-about two passes. Measured calibration of KSG (mean stderr / spread over 60 independent
+about two passes; ``budget`` caps that (the kNN estimators on the kd-tree path: 0.125 n
+rows in all, i.e. 20 blocks of max(500, n/160) rows, calibration in benchmarks/README.md
+"Coverage"). Measured calibration of KSG (mean stderr / spread over 60 independent
 samples, y = 0.6x + 0.8e, k = 3; the ratios are uncertain by ~10 %): 0.86 (1+1 dims,
 n = 2,000), 0.99 (1+1, n = 10,000), 0.93 (2+2, 2,000), 0.97 (2+2, 10,000), 0.89 (4+4,
 2,000); the variance of a kNN estimate falls a little more slowly than 1/m at small m, so
@@ -93,6 +95,8 @@ def subsample_stderr(
     seed: int = 0,
     workers: int = 1,
     batch_stat: Callable[[list[np.ndarray]], list[float | None]] | None = None,
+    budget: float | None = None,
+    min_block: int = 500,
 ) -> Subsampling:
     """Standard error of ``stat(all rows)`` by subsampling without replacement.
 
@@ -110,6 +114,14 @@ def subsample_stderr(
     batch_stat : optional; the disjoint subsets of one partition -> their values (None for
                  a degenerate one), equal to ``stat`` on each: lets an estimator share the
                  work of a partition (one pass over all rows instead of B small calls)
+    budget     : optional cap on the rows all subsamples hold together, as a multiple of
+                 n (for a statistic whose cost grows about linearly in its rows): when
+                 ``subsamples`` blocks of n/B rows would exceed it, the blocks shrink to
+                 m = max(budget * n / subsamples, min_block) rows (never more than n/B):
+                 each random permutation of the units is cut into n // m blocks, the
+                 first ones are used (disjoint blocks of a random part of the rows), and
+                 exactly ``subsamples`` replicates are taken. The variance rule (delete-d
+                 jackknife, m / (n - m)) is the same.
     """
     if isinstance(subsamples, bool) or not isinstance(subsamples, (int, np.integer)) \
             or subsamples < 0:
@@ -122,15 +134,26 @@ def subsample_stderr(
     if n_blocks < 2 or n / n_blocks < min_rows:
         return Subsampling(None, np.zeros(0), 0.0, 0,
                            f"too few rows ({n}) or groups ({len(units)}) to subsample")
+    split, per_perm, total = n_blocks, n_blocks, None  # the default: whole partitions
+    if budget is not None and subsamples * n / n_blocks > budget * n:
+        m = max(budget * n / subsamples, min_block)
+        split = min(len(units), max(n_blocks, int(n // m)))
+        if split > n_blocks:
+            total, per_perm = subsamples, min(split, subsamples)
     rng = np.random.default_rng(seed)
     partitions = []
-    for _ in range(math.ceil(subsamples / n_blocks)):
+    for _ in range(math.ceil(subsamples / per_perm)):
         perm = rng.permutation(len(units))
         partitions.append([])
-        for part in np.array_split(perm, n_blocks):
+        for part in np.array_split(perm, split)[:per_perm]:
             rows = part if groups is None else np.concatenate([members[u] for u in part])
             if len(rows) >= min_rows:
                 partitions[-1].append(np.sort(rows))
+    if total is not None:  # exactly ``subsamples`` blocks
+        left = total
+        for part in partitions:
+            del part[left:]
+            left = max(left - len(part), 0)
     subsets = [rows for part in partitions for rows in part]
 
     def safe(rows: np.ndarray) -> float | None:
@@ -157,10 +180,10 @@ def subsample_stderr(
     sizes = [len(rows) for rows, v in zip(subsets, results) if v is not None]
     values_arr = np.asarray(values)
     if len(values_arr) < 2:
-        return Subsampling(None, values_arr, 0.0, n_blocks, "fewer than 2 usable subsamples")
+        return Subsampling(None, values_arr, 0.0, split, "fewer than 2 usable subsamples")
     m = float(np.mean(sizes))
     var = m / (n - m) * float(np.var(values_arr, ddof=1))
-    return Subsampling(math.sqrt(var), values_arr, m, n_blocks)
+    return Subsampling(math.sqrt(var), values_arr, m, split)
 
 
 # ================================================================== permutation test
