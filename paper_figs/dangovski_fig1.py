@@ -128,7 +128,7 @@ def plot(doc: dict | None = None, out: Path = FIGURE) -> Path:
         for t in ts:
             g = doc["gaps"][t][metric]["eq_minus_inv"]
             ticks.append(f"{t}\nE−I {g['sign']}"
-                         + (f" (pub. E−SimCLR {signs[t]})" if t in signs else ""))
+                         + (f"\npub. E−SimCLR {signs[t]}" if t in signs else ""))
         ax.set_xticks(range(len(ts)), ticks, fontsize=7)
         ax.legend(fontsize=7, loc="upper right")
     fig.suptitle(f"Dangovski et al. Fig. 1 — {doc['dataset']} ({doc['mode']}), mean of "
