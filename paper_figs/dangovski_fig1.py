@@ -17,9 +17,8 @@ and ``eq:T`` (``--lambda 0.4``). Per cell: linear and kNN downstream accuracy ov
 compute() -> paper_figs/results/dangovski_fig1.json; plot() -> paper_figs/dangovski_fig1.png.
 Quick: digits, the digits recipe (small_cnn, width 16) with 3 epochs, T in rotation4,
 vflip, hflip, invert: 9 cells x 3 seeds = 27 runs in runs/paper-digits-quick (xie_choice.py
-reuses the baseline and the rotation4 cells). Expected time on 2 free cores with --jobs 2: about
-8-10 min (estimate: one SimCLR epoch of one run took 41 s at load 6.3 on 2 cores, about
-3x slower than on free cores; not measured end to end).
+reuses the baseline and the rotation4 cells). Measured: 6 min 38 s with --jobs 2 on 2
+cores at load 2.6-3.4 (646 CPU-s; 2026-11-30).
 Full (not run here): CIFAR-10, Dangovski et al.'s SimCLR setting (ResNet-18, batch 512,
 800 epochs, lr 0.06 x batch/256, weight decay 5e-4: the library's cifar10 recipe), the
 seven transformations of their figure: 15 cells x 3 seeds = 45 runs of about 2-3

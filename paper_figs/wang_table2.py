@@ -15,10 +15,9 @@ plot()    -> paper_figs/wang_table2.png.
 Quick: digits at 16 px, 3 epochs, ResNet-18 (CIFAR stem) at width 8 against EqResNet18 at
 width 4 (the p4 model halves the widths, as the paper's, for a matching parameter count),
 6 cells × 3 seeds = 18 runs, in the shared sweep root runs/paper-digits-quick; the
-information quantities by ``measure`` (probe, 160 test images) per run. Expected time on 2
-free cores with --jobs 2: 10-15 min, an estimate, not measured end to end: at load 6.3 on 2
-cores one epoch of one run took 50 s (ResNet-18) and 82 s (p4), about 3x slower than on
-free cores, and one measure of the three quantities 120 s (160 images).
+information quantities by ``measure`` (probe, 160 test images) per run. Measured: 27 min
+28 s with --jobs 2 on 2 cores at load 2-4 (1,551 CPU-s; 2026-11-30): training ~9 min, then
+the 18 measurements one at a time, ~1 min each.
 Full (not run here): CIFAR-10 and CIFAR-100 (Table 4), the paper's setting: widths 64 / 32
 (11.17 M / 11.16 M parameters), batch 128, weight decay 5e-4, 200 epochs, whole 32-px
 images rotated; 18 runs per dataset, of the order of 1 GPU-hour each on an H200-class GPU

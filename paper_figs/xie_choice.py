@@ -22,13 +22,13 @@ order-preserving loss) against what training both ways measures.
 
 compute() -> paper_figs/results/xie_choice.json; plot() -> paper_figs/xie_choice.png.
 Quick: digits, the digits recipe with 3 epochs, candidates rotation4 (shared with
-dangovski_fig1.py) and the three scale-valued ones: 11 cells x 3 seeds = 33 runs (9 shared
+dangovski_fig1.py) and the three scale-valued ones: 12 cells x 3 seeds = 36 runs (9 shared
 with dangovski_fig1.py) in runs/paper-digits-quick, and rank-transforms on 2,000 images.
-Expected time on 2 free cores with --jobs 2: 10-15 min after dangovski_fig1.py
-(estimate from one-epoch timings at load 6.3, not measured end to end; the scale-valued
-transformations carry all their 5-7 labels per image in the transformation branch).
+Measured: 14 min 15 s with --jobs 2 after dangovski_fig1.py, on 2 cores at load 2.7-4.6
+(1,334 CPU-s; 2026-11-30). The scale-valued transformations carry all their 5-7 labels per
+image in the transformation branch.
 Full (not run here): CIFAR-10 with the cifar10 recipe (ResNet-18, 800 epochs, batch 512):
-11 cells x 3 seeds = 33 runs of 2-3 GPU-hours, 70-100 GPU-hours (estimate).
+12 cells x 3 seeds = 36 runs of 2-3 GPU-hours, 75-110 GPU-hours (estimate).
 """
 
 from __future__ import annotations
