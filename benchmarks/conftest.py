@@ -16,6 +16,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -110,7 +111,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    args = " ".join(session.config.invocation_params.args) or "benchmarks/"
+    args = shlex.join(session.config.invocation_params.args) or "benchmarks/"
     header = (f"Command: `pytest {args}`; {datetime.date.today().isoformat()}; "
               f"{machine()}.")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
