@@ -7,9 +7,11 @@ transformation helps E-SSL after training? (Wang et al., NeurIPS 2024; DESIGN §
    verdict (synergistic, lossless/shortcut, class-irrelevant, uninformative) per candidate.
 2. **Training** (one sweep, ``experiments.sweep``): per candidate T and seed, pure
    transformation prediction (``ssl="none"``, Wang et al.'s comparison) and E-SimCLR
-   (SimCLR + λ·CE(T), Dangovski et al.); baselines per seed: a random encoder (the
-   untrained network, ``epochs=0``) for the pure runs, SimCLR without a transformation
-   loss (``lam=0``: the head trains on detached features, a monitor only) for E-SimCLR.
+   (SimCLR + λ·CE(T), Dangovski et al.); baselines: a random encoder (the untrained
+   network, ``epochs=0``; ``max(S, preset.random_seeds)`` seeds, since it costs no
+   training and its seed spread dominates the pure gains' errors) for the pure runs, and
+   per seed SimCLR without a transformation loss (``lam=0``: the head trains on detached
+   features, a monitor only) for E-SimCLR.
 3. **Outcome** (``experiments.downstream``): linear-probe and kNN accuracy on frozen
    features by repeated cross-validation over the pooled labelled images, per image.
    Per cell, the S seeds combine by ``resampling.combine_seeds`` (mean; image-sampling
