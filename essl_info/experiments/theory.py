@@ -83,8 +83,8 @@ PRESETS: dict[str, TheoryPreset] = {p.name: p for p in (
                  evaluation=EvalConfig(folds=2, repeats=1, max_images=80, knn_k=20),
                  seeds=2, random_seeds=3),
     TheoryPreset("quick", "CPU, embedded data (digits, rotation-world, transform-world): "
-                 "the dataset's recipe with 4 epochs (55 runs: digits took 40 min with --jobs 2 on 2 "
-                 "cores at load ~4, transform-world about twice that)",
+                 "the dataset's recipe with 4 epochs (55 runs: digits took 18 min with --jobs 2 on 2 "
+                 "idle cores, 40 min at load ~4)",
                  train=dict(epochs=4, device="cpu"), rank_images=2000,
                  evaluation=EvalConfig(folds=5, repeats=2, max_images=4000)),
     TheoryPreset("full", "GPU, CIFAR-10/100 (--data-dir): Wang et al. Fig. 1's setting "
