@@ -33,6 +33,7 @@ def compute(datasets=DATASETS, *, mode: str = "quick", seeds: int | None = None,
             jobs: int = 2, root: Path | None = None, transforms=None,
             out: Path = RESULTS, data_dir: str | None = None) -> list[dict]:
     from essl_info.diagnostics.rank import DEFAULT_CANDIDATES
+    from essl_info.experiments.provenance import loadavg
     from essl_info.experiments.theory import theory_test
 
     # results of datasets not recomputed now are kept (one row per dataset and mode)
@@ -45,8 +46,7 @@ def compute(datasets=DATASETS, *, mode: str = "quick", seeds: int | None = None,
                           root=None if root is None else Path(root) / f"{ds}-{mode}")
         res["provenance"].update({"command": " ".join(sys.argv), "wall_s": time.time() - t0,
                                   "machine": platform.node(),
-                                  "loadavg": open("/proc/loadavg").read().split()[:3]
-                                  if Path("/proc/loadavg").exists() else None})
+                                  "loadavg": loadavg()})
         rows.append(res)
     order = {d: k for k, d in enumerate(DATASETS)}
     rows.sort(key=lambda r: (order.get(r["dataset"], len(order)), r["dataset"], r["mode"]))
