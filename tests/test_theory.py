@@ -113,6 +113,18 @@ def test_cli_print_commands_and_bad_input(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 13 and all(x.startswith("essl-info train --dataset digits") for x in out)
     assert sum("--epochs 0" in x for x in out) == 3          # the random-encoder baseline
+    # a replicate on fresh seeds: the same 13 runs with seeds 100, 101 (random: 100-102),
+    # in their own folders beside the first set's
+    assert main(["theory-test", "--dataset", "digits", "--tiny", "--transforms",
+                 "rotation4,hflip", "--root", str(tmp_path / "r"), "--print-commands",
+                 "--first-seed", "100"]) == 0
+    fresh = capsys.readouterr().out.splitlines()
+    seeds = [int(x.split("--seed ")[1].split()[0]) for x in fresh]
+    assert len(fresh) == 13 and sorted(set(seeds)) == [100, 101, 102]
+    assert sum(s == 102 for s in seeds) == 1 and not set(fresh) & set(out)
+    assert main(["theory-test", "--dataset", "digits", "--tiny", "--first-seed", "-1",
+                 "--print-commands", "--root", str(tmp_path / "r")]) == 2
+    assert "first_seed must be >= 0" in capsys.readouterr().err
     assert main(["theory-test", "--dataset", "digits", "--tiny", "--transforms",
                  "rotation4"]) == 2
     assert "at least 2 candidate" in capsys.readouterr().err

@@ -99,21 +99,29 @@ PRESETS: dict[str, TheoryPreset] = {p.name: p for p in (
 # ============================================================================ the sweep
 def theory_sweep(dataset: str, transforms: Sequence[str], *, root: str | Path,
                  preset: TheoryPreset, seeds: int, data_params: dict | None = None,
-                 data_dir: str | None = None, overrides: dict | None = None) -> Sweep:
+                 data_dir: str | None = None, overrides: dict | None = None,
+                 first_seed: int = 0) -> Sweep:
     """Candidates × objectives × seeds, and the baselines × seeds (tags: ``transform``,
     ``objective``, ``seed``; baselines carry ``transform="-"`` and predict the first
     candidate, a choice that does not touch their encoder). The random encoder gets
-    ``max(seeds, preset.random_seeds)`` seeds (untrained: evaluation only)."""
+    ``max(seeds, preset.random_seeds)`` seeds (untrained: evaluation only). Seeds are
+    ``first_seed, first_seed + 1, …``: a second seed set (``first_seed=100``) is an
+    independent replicate of the whole test."""
     base = replace(TrainConfig(dataset=dataset, data_dir=data_dir,
                                data_params=tuple(sorted((data_params or {}).items()))),
                    **{**preset.train, **(overrides or {})})
-    seed_axis = [(s, {"seed": s}) for s in range(seeds)]
+    if first_seed < 0:
+        raise ValueError(f"first_seed must be >= 0, got {first_seed}")
+
+    def seed_axis(n: int) -> list:
+        return [(s, {"seed": s}) for s in range(first_seed, first_seed + n)]
+
     specs = grid(base, transform=[(t, {"transforms": (t,)}) for t in transforms],
-                 objective=[(o, ov) for o, (ov, _) in OBJECTIVES.items()], seed=seed_axis)
+                 objective=[(o, ov) for o, (ov, _) in OBJECTIVES.items()], seed=seed_axis(seeds))
     for name, ov in BASELINES.items():
         n = max(seeds, preset.random_seeds) if ov.get("epochs") == 0 else seeds
         specs += grid(replace(base, transforms=(transforms[0],)), transform=[("-", {})],
-                      objective=[(name, ov)], seed=[(s, {"seed": s}) for s in range(n)])
+                      objective=[(name, ov)], seed=seed_axis(n))
     return Sweep(root, specs)
 
 
@@ -244,7 +252,7 @@ def theory_test(dataset: str, transforms: Sequence[str] = DEFAULT_CANDIDATES, *,
                 mode: str = "quick", seeds: int | None = None, root: str | Path | None = None,
                 jobs: int = 1, data_params: dict | None = None, data_dir: str | None = None,
                 overrides: dict | None = None, device: str | None = None,
-                n_boot: int = 2000, progress=None) -> dict:
+                n_boot: int = 2000, first_seed: int = 0, progress=None) -> dict:
     """Run (or continue) the theory test and return its result (JSON-safe dict)."""
     from .. import __version__
     from ..data import parse_transformations
@@ -266,7 +274,8 @@ def theory_test(dataset: str, transforms: Sequence[str] = DEFAULT_CANDIDATES, *,
     if device is not None:
         ov["device"] = device
     sweep = theory_sweep(dataset, transforms, root=root, preset=preset, seeds=seeds,
-                         data_params=data_params, data_dir=data_dir, overrides=ov)
+                         data_params=data_params, data_dir=data_dir, overrides=ov,
+                         first_seed=first_seed)
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     from ..estimators.probe_families import resolve_device
 
@@ -290,6 +299,7 @@ def theory_test(dataset: str, transforms: Sequence[str] = DEFAULT_CANDIDATES, *,
     result = analyse(rows, evals, pred, transforms, n_boot=n_boot)
     result.update({
         "dataset": dataset, "mode": mode, "transforms": transforms, "seeds": seeds,
+        "first_seed": first_seed,
         "prediction": pred, "root": str(sweep.root),
         "provenance": {"library_version": __version__, "preset": _json_safe(asdict(preset)),
                        "data_params": data_params or {}, "overrides": ov,
@@ -309,6 +319,9 @@ def add_theory_arguments(p: argparse.ArgumentParser) -> None:
     add_mode_flags(p, PRESETS)
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the "
                    "mode's, 3 for quick and full)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST, FIRST+1, "
+                   "...; another value replicates the whole test on fresh seeds "
+                   "(default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help="override the mode's epochs")
     p.add_argument("--root", default=None, help="folder of the runs (default "
                    "runs/theory-DATASET-MODE)")
@@ -343,12 +356,14 @@ def run_theory_cli(args: argparse.Namespace) -> int:
                              seeds=args.seeds or preset.seeds, data_params=params,
                              data_dir=args.data_dir,
                              overrides={**ov, **({"device": args.device} if args.device
-                                                 else {})})
+                                                 else {})},
+                             first_seed=args.first_seed)
         print("\n".join(commands(sweep, program=args.program)))
         return 0
     res = theory_test(args.dataset, args.transforms.split(","), mode=args.mode,
                       seeds=args.seeds, root=args.root, jobs=args.jobs, data_params=params,
-                      data_dir=args.data_dir, overrides=ov, device=args.device)
+                      data_dir=args.data_dir, overrides=ov, device=args.device,
+                      first_seed=args.first_seed)
     from .theory_report import format_table, plot
 
     print(json.dumps(res, indent=1) if args.json else format_table(res))
