@@ -4,11 +4,15 @@ downstream gain of E-SSL with each transformation? (Wang et al., NeurIPS 2024, i
     python paper_figs/theory_test.py                        # quick: digits and transform-world
     python paper_figs/theory_test.py --dataset transform-world --jobs 2
     python paper_figs/theory_test.py --plot-only
+    python paper_figs/theory_test.py --compare results/theory_test_transform-world_seeds100.json
 
 compute() -> paper_figs/results/theory_test.json (one result per dataset and mode, with
             provenance; a dataset not recomputed keeps its saved result);
 plot()    -> paper_figs/theory_test.png (prediction against gain, 95 % bars, ρ with its
-bootstrap interval). The runs live under runs/theory-<dataset>-<mode>/ and are reused: an
+bootstrap interval).
+compare() -> a replicate (``essl-info theory-test … --first-seed 100 --json``) against the
+            saved result of its dataset: z of every accuracy, gain and baseline, and each
+            ρ against the other's interval (``theory_report.replicate_agreement``). The runs live under runs/theory-<dataset>-<mode>/ and are reused: an
 interrupted compute() continues where it stopped. --full runs Wang et al. Fig. 1's setting
 on CIFAR-10 (GPU; 7 transformations × 2 objectives × 3 seeds + 6 baselines = 48 runs of
 200 epochs of ResNet-18: of the order of 50-100 GPU-hours, not yet measured).
@@ -55,6 +59,17 @@ def compute(datasets=DATASETS, *, mode: str = "quick", seeds: int | None = None,
     return rows
 
 
+def compare(replicate: Path, saved: Path = RESULTS) -> str:
+    from essl_info.experiments.theory_report import format_agreement, replicate_agreement
+
+    b = json.loads(Path(replicate).read_text())
+    match = [r for r in json.loads(saved.read_text())
+             if (r["dataset"], r["mode"]) == (b["dataset"], b["mode"])]
+    if not match:
+        raise SystemExit(f"{saved} has no {b['dataset']}/{b['mode']} result to compare with")
+    return format_agreement(replicate_agreement(match[0], b))
+
+
 def plot(rows: list[dict], out: Path = FIGURE) -> Path:
     """One row of panels per dataset (pure, E-SimCLR), linear-probe gain."""
     import matplotlib
@@ -88,7 +103,12 @@ if __name__ == "__main__":
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--compare", type=Path, default=None, metavar="JSON",
+                   help="compare a replicate's --json output with the saved result")
     a = p.parse_args()
+    if a.compare:
+        print(compare(a.compare if a.compare.exists() else HERE / a.compare))
+        raise SystemExit(0)
     rows = (json.loads(RESULTS.read_text()) if a.plot_only else
             compute(a.dataset or DATASETS, mode=a.mode, seeds=a.seeds, jobs=a.jobs,
                     data_dir=a.data_dir))

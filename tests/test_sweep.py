@@ -146,3 +146,19 @@ def test_unfinished_runs_are_named_when_collecting(tmp_path):
     with pytest.raises(ValueError, match="has not finished"):
         collect(sweep)
     assert [r["finished"] for r in collect(sweep, require_finished=False)] == [False, False]
+
+
+def test_a_failing_run_is_named_with_the_last_line_of_its_log(tmp_path):
+    # CIFAR-10 from an empty folder: the worker starts, fails reading the data, and its
+    # one-line error (the worker's stderr, in its worker.log) is what the executor reports
+    empty = tmp_path / "no-cifar"
+    empty.mkdir()
+    bad = TrainConfig(**{**BASE.__dict__, "dataset": "cifar10", "data_dir": str(empty)})
+    sweep = Sweep(tmp_path / "bad", grid(bad, seed=[(0, {"seed": 0})]))
+    out = execute(sweep, jobs=1, progress=lambda _: None, poll_s=0.05)
+    assert out.done == 0 and len(out.failed) == 1
+    folder, line = out.failed[0]
+    log = (sweep.runs[0].folder / "worker.log").read_text()
+    assert folder == str(sweep.runs[0].folder) and line.startswith("essl-info: error:")
+    assert log.splitlines()[0].startswith("$ ") and line in log
+    assert not is_finished(sweep.runs[0].folder)

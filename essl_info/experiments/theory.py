@@ -18,8 +18,10 @@ transformation helps E-SSL after training? (Wang et al., NeurIPS 2024; DESIGN §
    error ⊕ t-inflated seed error); gain = cell − its baseline (errors in quadrature).
 4. **Agreement**: Spearman ρ between Î(A;C|X) and the gain over the candidates, per
    objective and metric, with a 95 % percentile bootstrap interval that resamples images
-   (one draw shared by all runs: they are scored on the same images), seeds (per cell,
-   with replacement) and the prediction (Î + stderr·N(0, 1)); and the mean gain per verdict.
+   (one draw shared by all runs: they are scored on the same images), the seeds (per
+   cell, a normal draw with the t-inflated seed error of the cell's own interval: a
+   resample of 3 seeds with replacement understates it) and the prediction
+   (Î + stderr·N(0, 1)); and the mean gain per verdict.
 
 Modes (``PRESETS``): ``tiny`` (seconds; the tests), ``quick`` (CPU, embedded data, the
 recipe of ``training.config.RECIPES`` for the dataset with fewer epochs), ``full`` (the
@@ -83,8 +85,8 @@ PRESETS: dict[str, TheoryPreset] = {p.name: p for p in (
                  evaluation=EvalConfig(folds=2, repeats=1, max_images=80, knn_k=20),
                  seeds=2, random_seeds=3),
     TheoryPreset("quick", "CPU, embedded data (digits, rotation-world, transform-world): "
-                 "the dataset's recipe with 4 epochs (55 runs: digits took 18 min with --jobs 2 on 2 "
-                 "idle cores, 40 min at load ~4)",
+                 "the dataset's recipe with 4 epochs (55 runs; with --jobs 2 on 2 idle cores "
+                 "digits took 18 min, transform-world 24 min; 40 min at load ~4)",
                  train=dict(epochs=4, device="cpu"), rank_images=2000,
                  evaluation=EvalConfig(folds=5, repeats=2, max_images=4000)),
     TheoryPreset("full", "GPU, CIFAR-10/100 (--data-dir): Wang et al. Fig. 1's setting "
@@ -173,12 +175,30 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(-1) / np.where(den > 0, den, 1), np.nan)
 
 
+def cell_bootstrap(correct: np.ndarray, weights: np.ndarray, rng: np.random.Generator):
+    """One cell's accuracy over its seeds, and its bootstrap draws for ρ's interval.
+
+    correct (S, n): per seed, 1.0 where an image was classified right; weights (B, n):
+    image-resampling weights (rows sum to 1), shared by every cell since all runs score
+    the same images. Returns (``combine_seeds`` ensemble, (B,) draws): the mean plus the
+    image part (the weights applied to every seed, then averaged over seeds) plus the
+    seed part, a normal draw with the t-inflated seed error ``seed_se_adj`` of the cell's
+    own interval. (Resampling 3 seeds with replacement gives 2/3 of sd²/S and no t
+    factor, a seed part ~2.7x too narrow: a replicate on fresh seeds fell outside ρ's
+    interval.)"""
+    from ..estimators.resampling import combine_seeds
+
+    n = correct.shape[1]
+    acc = correct.mean(1)                                                   # (S,)
+    ens = combine_seeds(acc, correct.std(1, ddof=1) / math.sqrt(n))
+    img = (weights @ correct.T - acc).mean(1)                               # (B,)
+    return ens, ens.value + img + ens.seed_se_adj * rng.standard_normal(len(weights))
+
+
 def analyse(rows: list[dict], evals: dict[str, dict], pred: dict, transforms: Sequence[str],
             *, n_boot: int = 2000, seed: int = 0) -> dict:
     """Outcome and agreement from the sweep's rows (``collect``), each run's downstream
     evaluation (by key) and the prediction. All accuracies are fractions in [0, 1]."""
-    from ..estimators.resampling import combine_seeds
-
     n = {e["n"] for e in evals.values()}
     if len(n) != 1:
         raise ValueError(f"runs were evaluated on different image sets (sizes {sorted(n)})")
@@ -196,14 +216,8 @@ def analyse(rows: list[dict], evals: dict[str, dict], pred: dict, transforms: Se
     i_boot = i_hat + i_se * z                                                   # (B, T)
     for metric in METRICS:
         def cell(obj: str, t: str):
-            keys = cells[(obj, t)]
-            c = np.array([evals[k]["correct"][metric] for k in keys])          # (S, n)
-            acc = c.mean(1)
-            se = c.std(1, ddof=1) / math.sqrt(n_img)
-            ens = combine_seeds(acc, se)
-            boot = weights @ c.T                                                # (B, S)
-            pick = rng.integers(0, len(keys), size=(n_boot, len(keys)))
-            return ens, np.take_along_axis(boot, pick, 1).mean(1)               # (B,)
+            c = np.array([evals[k]["correct"][metric] for k in cells[(obj, t)]])  # (S, n)
+            return cell_bootstrap(c, weights, rng)
 
         for obj, (_, base_name) in OBJECTIVES.items():
             base, base_boot = cell(base_name, "-")
@@ -374,4 +388,4 @@ def run_theory_cli(args: argparse.Namespace) -> int:
 
 
 __all__ = ["BASELINES", "OBJECTIVES", "PRESETS", "TheoryPreset", "add_theory_arguments",
-           "analyse", "prediction", "run_theory_cli", "theory_sweep", "theory_test"]
+           "analyse", "cell_bootstrap", "prediction", "run_theory_cli", "theory_sweep", "theory_test"]

@@ -3,6 +3,7 @@ prediction (Î(A;C|X)) against outcome (accuracy gain), 95 % error bars on both 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .downstream import METRICS
@@ -82,3 +83,70 @@ def plot(res: dict, path: str | Path, metric: str = "linear") -> Path:
 
 
 __all__ = ["format_table", "plot"]
+
+
+def replicate_agreement(a: dict, b: dict) -> dict:
+    """Two theory-test results of the same dataset and mode (e.g. different
+    ``--first-seed``): per accuracy, gain and baseline, z = (b − a) / √(se_a² + se_b²),
+    and per ρ the same z with each interval's half-width / 1.96 as its error. If the
+    intervals are honest, |z| > 1.96 for about 5 % of the (correlated) entries."""
+    if (a["dataset"], a["mode"]) != (b["dataset"], b["mode"]):
+        raise ValueError(f"cannot compare {a['dataset']}/{a['mode']} with "
+                         f"{b['dataset']}/{b['mode']}")
+
+    def key(c):
+        return c["metric"], c["objective"], c["transform"]
+
+    old = {key(c): c for c in a["cells"]}
+    rows = []
+    for c in b["cells"]:
+        o = old[key(c)]
+        for field, err in (("accuracy", "stderr"), ("gain", "gain_stderr")):
+            rows.append({"what": "/".join(key(c)) + " " + field, "a": o[field],
+                         "a_se": o[err], "b": c[field], "b_se": c[err],
+                         "z": (c[field] - o[field]) / math.hypot(c[err], o[err])})
+    base = {(x["metric"], x["baseline"]): x for x in a["baselines"]}
+    for x in b["baselines"]:
+        o = base[(x["metric"], x["baseline"])]
+        rows.append({"what": f"{x['metric']}/{x['baseline']} baseline accuracy",
+                     "a": o["accuracy"], "a_se": o["stderr"], "b": x["accuracy"],
+                     "b_se": x["stderr"],
+                     "z": (x["accuracy"] - o["accuracy"]) / math.hypot(x["stderr"],
+                                                                       o["stderr"])})
+    agree = {(x["metric"], x["objective"]): x for x in a["agreement"]}
+    rhos = []
+    for x in b["agreement"]:
+        o = agree[(x["metric"], x["objective"])]
+        z = None
+        if None not in (x["rho"], o["rho"], x["ci"], o["ci"]):
+            # each interval's half-width / 1.96 as that ρ's error (a replicate's point
+            # lies outside the other's 95 % interval ~17 % of the time even when both
+            # are exact: their difference has √2 times the error of one)
+            se = math.hypot(*((c[1] - c[0]) / (2 * 1.959964) for c in (x["ci"], o["ci"])))
+            z = (x["rho"] - o["rho"]) / se if se > 0 else None
+        rhos.append({"metric": x["metric"], "objective": x["objective"], "a": o["rho"],
+                     "a_ci": o["ci"], "b": x["rho"], "b_ci": x["ci"], "z": z})
+    zs = [abs(r["z"]) for r in rows]
+    return {"dataset": b["dataset"], "mode": b["mode"], "rows": rows, "rho": rhos,
+            "n": len(zs), "max_abs_z": max(zs), "beyond_1.96": sum(z > 1.96 for z in zs),
+            "beyond_2.58": sum(z > 2.58 for z in zs)}
+
+
+def format_agreement(rep: dict) -> str:
+    lines = [f"replicates of the theory test on {rep['dataset']} ({rep['mode']}): "
+             f"z = (b - a) / sqrt(se_a^2 + se_b^2)"]
+    for r in rep["rows"]:
+        lines.append(f"  {r['what']:<38} a {r['a']:+.3f} ± {r['a_se']:.3f}   "
+                     f"b {r['b']:+.3f} ± {r['b_se']:.3f}   z {r['z']:+.2f}")
+    for r in rep["rho"]:
+        def fmt(v, ci):
+            if v is None:
+                return "undefined"
+            return f"{v:+.2f}" + ("" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]")
+        z = "" if r["z"] is None else f"   z {r['z']:+.2f}"
+        lines.append(f"  rho {r['metric']}/{r['objective']}: a {fmt(r['a'], r['a_ci'])}"
+                     f"   b {fmt(r['b'], r['b_ci'])}{z}")
+    lines.append(f"  {rep['n']} comparisons: max |z| {rep['max_abs_z']:.2f}; |z| > 1.96: "
+                 f"{rep['beyond_1.96']} (about {0.05 * rep['n']:.1f} expected of "
+                 f"independent errors); |z| > 2.58: {rep['beyond_2.58']}")
+    return "\n".join(lines)
