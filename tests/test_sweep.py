@@ -75,6 +75,7 @@ def test_jobs_runs_skips_and_printed_commands_aggregate_the_same(tmp_path):
     assert "[2/2]" in lines[-1] and "left" in lines[-1]
     for run in by_workers.runs:
         assert is_finished(run.folder) and (run.folder / "run.json").exists()
+    assert _children(b"zygote") == []       # the worker server ended with the sweep
     # rerun: nothing to do, no process started
     t = time.perf_counter()
     again = execute(by_workers, jobs=2, progress=lambda _: None)
@@ -89,21 +90,34 @@ def test_jobs_runs_skips_and_printed_commands_aggregate_the_same(tmp_path):
     assert _science(collect(by_hand)) == _science(collect(by_workers))
 
 
-def _worker_pids() -> list[int]:
-    """Our child processes running the trainer (Linux /proc)."""
+def _worker_pids(folder) -> list[int]:
+    """The processes whose stdout is ``folder``'s worker log (Linux /proc): the worker
+    running that run, however it was started."""
+    target = os.path.realpath(folder / "worker.log")
     pids = []
     for d in os.listdir("/proc"):
-        if not d.isdigit():
+        if not d.isdigit() or int(d) == os.getpid():
             continue
+        try:
+            if os.path.realpath(os.readlink(f"/proc/{d}/fd/1")) == target:
+                pids.append(int(d))
+        except OSError:
+            continue
+    return pids
+
+
+def _children(word: bytes) -> list[int]:
+    """Our child processes whose command line holds ``word``."""
+    out = []
+    for d in os.listdir("/proc"):
         try:
             stat = open(f"/proc/{d}/stat").read()
             cmd = open(f"/proc/{d}/cmdline", "rb").read()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"essl_info.cli" in cmd:
-            pids.append(int(d))
-    return pids
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and word in cmd:
+            out.append(int(d))
+    return out
 
 
 def test_resumes_after_sigkill_of_a_worker(tmp_path):
@@ -121,7 +135,7 @@ def test_resumes_after_sigkill_of_a_worker(tmp_path):
                 log.read_text() if log.exists() else ""):
             break
         time.sleep(0.02)
-    [pid] = _worker_pids()
+    [pid] = _worker_pids(run.folder)
     os.kill(pid, signal.SIGKILL)
     worker.join()
     out = result["out"]

@@ -163,6 +163,13 @@ def test_cli_print_commands_and_bad_input(tmp_path, capsys):
     seeds = [int(x.split("--seed ")[1].split()[0]) for x in fresh]
     assert len(fresh) == 13 and sorted(set(seeds)) == [100, 101, 102]
     assert sum(s == 102 for s in seeds) == 1 and not set(fresh) & set(out)
+    # tiny mode on transform-world: its 8 px are raised to the 16 px the dataset can draw
+    # (every run used to fail on "image_size must be even and >= 16")
+    assert main(["theory-test", "--dataset", "transform-world", "--tiny", "--transforms",
+                 "rotation4,hflip", "--root", str(tmp_path / "tw"), "--print-commands"]) == 0
+    tw = capsys.readouterr().out.splitlines()
+    assert len(tw) == 13 and all("--image-size 16 " in x and "--trans-size 16 " in x
+                                 for x in tw)
     assert main(["theory-test", "--dataset", "digits", "--tiny", "--first-seed", "-1",
                  "--print-commands", "--root", str(tmp_path / "r")]) == 2
     assert "first_seed must be >= 0" in capsys.readouterr().err

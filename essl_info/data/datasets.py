@@ -165,13 +165,15 @@ class DatasetSpec:
     default_image_size: int
     needs_data_dir: bool
     knobs: dict = field(default_factory=dict)
+    #: the smallest side the loader can draw (procedural datasets need room for their cues)
+    min_image_size: int = 1
 
 
 DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(name: str, *, description: str, default_image_size: int,
-                     needs_data_dir: bool = False):
+                     needs_data_dir: bool = False, min_image_size: int = 1):
     """Decorator: register ``loader`` under ``name``. Its keyword-only parameters beyond the
     common ones (split, data_dir, image_size, seed, download) are the dataset's knobs."""
     common = {"split", "data_dir", "image_size", "seed", "download"}
@@ -186,7 +188,7 @@ def register_dataset(name: str, *, description: str, default_image_size: int,
         knobs = {p.name: p.default for p in sig.parameters.values()
                  if p.name not in common and p.kind is p.KEYWORD_ONLY}
         DATASETS[name] = DatasetSpec(name, loader, description, default_image_size,
-                                     needs_data_dir, knobs)
+                                     needs_data_dir, knobs, min_image_size)
         return loader
 
     return wrap

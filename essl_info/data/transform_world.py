@@ -195,7 +195,8 @@ def render(latents: dict[str, np.ndarray], image_size: int, rng: np.random.Gener
 
 @register_dataset("transform-world", description="procedural glyphs in which each of the "
                   "seven transformations plays a different role (synergy, symmetry, "
-                  "shortcuts); information known exactly", default_image_size=16)
+                  "shortcuts); information known exactly", default_image_size=16,
+                  min_image_size=16)
 def load_transform_world(*, split: str, data_dir: str | None, image_size: int, seed: int,
                          download: bool, m: int = 8, eps: float = 0.1, delta: float = 0.2,
                          j: float = 1.0, n_images: int = 2048,

@@ -17,7 +17,9 @@ resolved config, the run's tags and its command) and, for local workers, ``worke
 (the worker's stdout and stderr).
 
 Every run executes the same line, ``essl-info train … --out ROOT/runs/<key>
---resume-if-present``:
+--resume-if-present`` (local workers on Linux run it in a child forked from
+``experiments.zygote``, which imported the library once: a quick-mode run spends 20-60 s
+training and used to spend ~5 s more importing torch and the library):
 the trainer starts afresh when the folder holds no resume file, continues from the last
 finished epoch when it does (bit-identical on CPU), and does no work on a finished run.
 A run is *finished* when its ``log.jsonl`` ends with ``{"event": "end", "finished": true}``
@@ -32,7 +34,9 @@ import hashlib
 import itertools
 import json
 import os
+import select
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -198,13 +202,94 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
+# ==================================================================== local workers
+class _Zygote:
+    """``python -m essl_info.experiments.zygote``: forks a worker per run from a process
+    that imported the library once (Linux). ``start`` returns a handle with the calls of
+    ``subprocess.Popen`` that ``execute`` uses."""
+
+    START_TIMEOUT_S = 600.0   # its first answer waits for its imports (slow under load)
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "essl_info.experiments.zygote"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.exit_codes: dict[int, int] = {}
+        self._buf = b""
+        self._next = 0
+
+    def _read(self, timeout: float) -> list[dict]:
+        out = self.proc.stdout
+        ready, _, _ = select.select([out], [], [], timeout)
+        if not ready:
+            return []
+        chunk = os.read(out.fileno(), 1 << 16)
+        if not chunk:
+            raise RuntimeError(f"the sweep's worker server ended (exit code "
+                               f"{self.proc.wait()}); its stderr is above")
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        msgs = [json.loads(x) for x in lines if x.strip()]
+        for m in msgs:
+            if "rc" in m:
+                self.exit_codes[m["pid"]] = m["rc"]
+        return msgs
+
+    def start(self, argv: list[str], log_path: Path) -> "_ForkedRun":
+        i, self._next = self._next, self._next + 1
+        self.proc.stdin.write((json.dumps({"id": i, "argv": argv, "log": str(log_path)})
+                               + "\n").encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + self.START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for m in self._read(1.0):
+                if m.get("id") == i:
+                    return _ForkedRun(self, m["pid"])
+        raise RuntimeError(f"the sweep's worker server did not start a run within "
+                           f"{self.START_TIMEOUT_S:.0f} s")
+
+    def close(self) -> None:
+        """End of its stdin: it kills what still runs, reaps and exits."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
+
+
+class _ForkedRun:
+    def __init__(self, zygote: _Zygote, pid: int):
+        self.zygote, self.pid = zygote, pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.zygote.exit_codes.get(self.pid)
+
+    def poll(self) -> int | None:
+        if self.pid not in self.zygote.exit_codes:
+            self.zygote._read(0.0)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int:
+        while self.pid not in self.zygote.exit_codes:
+            self.zygote._read(0.1)
+        return self.zygote.exit_codes[self.pid]
+
+
 def execute(sweep: Sweep, *, jobs: int = 1, progress: Callable[[str], None] | None = None,
             poll_s: float = 0.2) -> SweepOutcome:
     """Run every unfinished run of ``sweep``; ``jobs`` local worker processes (each
-    ``python -m essl_info.cli train …``, output in the run's ``worker.log``), or
-    ``jobs=0`` in this process (no subprocess; for debugging). Finished runs are skipped,
-    interrupted ones resumed. ``progress`` receives one line per event (default: stderr):
-    runs done / total and the time left, estimated from the runs finished so far."""
+    ``essl-info train …`` in a process of its own, output in the run's ``worker.log``; on
+    Linux forked from a server that imported the library once, ``experiments.zygote``,
+    elsewhere a fresh interpreter per run), or ``jobs=0`` in this process (for
+    debugging). Finished runs are skipped, interrupted ones resumed. ``progress``
+    receives one line per event (default: stderr): runs done / total and the time left,
+    estimated from the runs finished so far."""
     if not isinstance(jobs, int) or jobs < 0:
         raise ValueError(f"jobs must be an integer >= 0, got {jobs!r}")
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -246,18 +331,22 @@ def execute(sweep: Sweep, *, jobs: int = 1, progress: Callable[[str], None] | No
                             time.perf_counter() - t0)
 
     queue = list(todo)
-    active: dict[subprocess.Popen, tuple[Run, float, Any]] = {}
+    zygote = _Zygote() if todo and sys.platform.startswith("linux") else None
+    active: dict[Any, tuple[Run, float, Any]] = {}
     try:
         while queue or active:
             while queue and len(active) < jobs:
                 r = queue.pop(0)
                 log = open(r.folder / WORKER_LOG, "a")
-                argv = [sys.executable, "-m", "essl_info.cli", "train",
-                        *train_arguments(r.config)]
-                log.write(f"$ {prog} train {shlex.join(argv[4:])}\n")
+                argv = ["train", *train_arguments(r.config)]
+                log.write(f"$ {prog} {shlex.join(argv)}\n")
                 log.flush()
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                if zygote is not None:
+                    proc = zygote.start(argv, r.folder / WORKER_LOG)
+                else:
+                    proc = subprocess.Popen([sys.executable, "-m", "essl_info.cli", *argv],
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
                 active[proc] = (r, time.perf_counter(), log)
             time.sleep(poll_s)
             for proc in [p for p in active if p.poll() is not None]:
@@ -273,6 +362,8 @@ def execute(sweep: Sweep, *, jobs: int = 1, progress: Callable[[str], None] | No
             proc.kill()
             proc.wait()
             log.close()
+        if zygote is not None:
+            zygote.close()
     return SweepOutcome(len(runs), skipped, len(todo) - len(failed), tuple(failed),
                         time.perf_counter() - t0)
 

@@ -112,6 +112,14 @@ def theory_sweep(dataset: str, transforms: Sequence[str], *, root: str | Path,
     base = replace(TrainConfig(dataset=dataset, data_dir=data_dir,
                                data_params=tuple(sorted((data_params or {}).items()))),
                    **{**preset.train, **(overrides or {})})
+    # a preset's small images (tiny: 8 px) are raised to what the dataset can draw
+    # (transform-world: 16 px), rather than every run failing on it
+    from ..data.datasets import DATASETS
+
+    spec = DATASETS.get(dataset)
+    floor = spec.min_image_size if spec is not None else 1
+    if base.image_size is not None and base.image_size < floor:
+        base = replace(base, image_size=floor, trans_size=max(base.trans_size or floor, floor))
     if first_seed < 0:
         raise ValueError(f"first_seed must be >= 0, got {first_seed}")
 
