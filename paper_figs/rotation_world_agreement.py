@@ -12,8 +12,8 @@ compute() -> paper_figs/results/rotation_world_agreement.json ({"rows", "provena
 plot()    -> paper_figs/rotation_world_agreement.png (estimate vs exact, 95 % intervals of
 the total error: sampling over images ⊕ spread between the 3 fits).
 The five settings below at 4,000 images each took 7 min 49 s with --jobs 2 on 2 cores at
-load ~4 (715 CPU-s; 2026-11-30), bit-identical to a single-threaded run. There is no GPU mode: the data
-are procedural and the exact values are known only for this construction.
+load ~4 (715 CPU-s; 2026-11-30), bit-identical to a single-threaded run. There is no GPU
+mode: the data are procedural and the exact values are known only for this construction.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ compute() -> paper_figs/results/theory_test.json (one result per dataset and mod
 plot()    -> paper_figs/theory_test.png (prediction against gain, 95 % bars, ρ with its
 bootstrap interval).
 compare() -> a replicate (``essl-info theory-test … --first-seed 100 --json``) against the
-            saved result of its dataset: z of every accuracy, gain and baseline, and each
-            ρ against the other's interval (``theory_report.replicate_agreement``). The runs live under runs/theory-<dataset>-<mode>/ and are reused: an
-interrupted compute() continues where it stopped. --full runs Wang et al. Fig. 1's setting
+            saved result of its dataset: z of every accuracy, gain, baseline and ρ
+            (``theory_report.replicate_agreement``).
+The runs live under runs/theory-<dataset>-<mode>/ and are reused: an interrupted compute()
+continues where it stopped. --full runs Wang et al. Fig. 1's setting
 on CIFAR-10 (GPU; 7 transformations × 2 objectives × 3 seeds + 6 baselines = 48 runs of
 200 epochs of ResNet-18: of the order of 50-100 GPU-hours, not yet measured).
 """
@@ -60,14 +61,26 @@ def compute(datasets=DATASETS, *, mode: str = "quick", seeds: int | None = None,
 
 
 def compare(replicate: Path, saved: Path = RESULTS) -> str:
-    from essl_info.experiments.theory_report import format_agreement, replicate_agreement
+    from essl_info.experiments.theory_report import (
+        format_agreement,
+        replicate_agreement,
+    )
 
-    b = json.loads(Path(replicate).read_text())
-    match = [r for r in json.loads(saved.read_text())
-             if (r["dataset"], r["mode"]) == (b["dataset"], b["mode"])]
-    if not match:
-        raise SystemExit(f"{saved} has no {b['dataset']}/{b['mode']} result to compare with")
-    return format_agreement(replicate_agreement(match[0], b))
+    try:
+        b = json.loads(Path(replicate).read_text())
+        dataset, mode = b["dataset"], b["mode"]
+        match = [r for r in json.loads(saved.read_text())
+                 if (r["dataset"], r["mode"]) == (dataset, mode)]
+        if not match:
+            raise ValueError(f"{saved} has no {dataset}/{mode} result to compare with")
+        return format_agreement(replicate_agreement(match[0], b))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{replicate}: not JSON ({e.msg}, line {e.lineno})") from None
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(f"{replicate}: not a theory-test --json result (the output of "
+                         f"essl-info theory-test ... --json)") from None
+    except OSError as e:
+        raise ValueError(f"{replicate}: {e.strerror}") from None
 
 
 def plot(rows: list[dict], out: Path = FIGURE) -> Path:
@@ -107,7 +120,10 @@ if __name__ == "__main__":
                    help="compare a replicate's --json output with the saved result")
     a = p.parse_args()
     if a.compare:
-        print(compare(a.compare if a.compare.exists() else HERE / a.compare))
+        try:
+            print(compare(a.compare if a.compare.exists() else HERE / a.compare))
+        except ValueError as e:
+            p.error(str(e))
         raise SystemExit(0)
     rows = (json.loads(RESULTS.read_text()) if a.plot_only else
             compute(a.dataset or DATASETS, mode=a.mode, seeds=a.seeds, jobs=a.jobs,

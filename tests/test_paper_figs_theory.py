@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,3 +26,19 @@ def test_theory_test_figure_tiny_path(tmp_path):
     assert rows[1]["provenance"]["wall_s"] > 0
     png = fig.plot(rows[1:], out=tmp_path / "f.png")
     assert png.read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "f_0.png").exists()
+    # --compare: the result against itself agrees exactly; bad files give one line
+    (tmp_path / "rep.json").write_text(json.dumps(rows[1]))
+    text = fig.compare(tmp_path / "rep.json", saved=tmp_path / "r.json")
+    assert "max |z| 0.00" in text
+    for name, body, msg in (("missing.json", None, "No such file"),
+                            ("bad.json", "not json", "not JSON"),
+                            ("other.json", json.dumps({"dataset": "digits", "mode": "tiny",
+                                                       "cells": "x"}),
+                             "not a theory-test --json result"),
+                            ("wrong.json", json.dumps({**rows[1], "mode": "full"}),
+                             "has no digits/full result")):
+        if body is not None:
+            (tmp_path / name).write_text(body)
+        with pytest.raises(ValueError, match=msg) as err:
+            fig.compare(tmp_path / name, saved=tmp_path / "r.json")
+        assert "\n" not in str(err.value)

@@ -16,8 +16,15 @@ import pytest
 import torch
 
 from essl_info.experiments.commands import train_arguments, train_command
-from essl_info.experiments.sweep import (Sweep, collect, commands, execute, grid,
-                                         is_finished, run_key)
+from essl_info.experiments.sweep import (
+    Sweep,
+    collect,
+    commands,
+    execute,
+    grid,
+    is_finished,
+    run_key,
+)
 from essl_info.models.checkpoint import load_checkpoint
 from essl_info.training.config import TrainConfig
 

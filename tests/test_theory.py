@@ -12,11 +12,18 @@ import pytest
 from scipy.stats import spearmanr
 
 from essl_info.cli import main
-from essl_info.experiments.downstream import (EvalConfig, cross_validated_correctness,
-                                              linear_predict)
+from essl_info.experiments.downstream import (
+    EvalConfig,
+    cross_validated_correctness,
+    linear_predict,
+)
 from essl_info.experiments.theory import _spearman, analyse, cell_bootstrap, theory_test
-from essl_info.experiments.theory_report import (format_agreement, format_table, plot,
-                                                 replicate_agreement)
+from essl_info.experiments.theory_report import (
+    format_agreement,
+    format_table,
+    plot,
+    replicate_agreement,
+)
 
 
 def test_spearman_matches_scipy_with_ties():

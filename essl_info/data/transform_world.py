@@ -73,6 +73,7 @@ COLOURS: tuple[tuple[float, float, float], ...] = (
 GLYPH = 6          # glyph side in units of k = S // 16
 FRAME = 2          # frame width (units of k) the glyph never enters
 NOISE = 0.02
+MIN_IMAGE_SIZE = 16  # the glyph, frame and corner marks in units of k = S // 16
 BACKGROUND_MAX = 0.1
 EXACT = ("rotation4", "vflip", "hflip", "invert", "grayscale", "jigsaw4")
 
@@ -196,7 +197,7 @@ def render(latents: dict[str, np.ndarray], image_size: int, rng: np.random.Gener
 @register_dataset("transform-world", description="procedural glyphs in which each of the "
                   "seven transformations plays a different role (synergy, symmetry, "
                   "shortcuts); information known exactly", default_image_size=16,
-                  min_image_size=16)
+                  min_image_size=MIN_IMAGE_SIZE)
 def load_transform_world(*, split: str, data_dir: str | None, image_size: int, seed: int,
                          download: bool, m: int = 8, eps: float = 0.1, delta: float = 0.2,
                          j: float = 1.0, n_images: int = 2048,
@@ -204,9 +205,9 @@ def load_transform_world(*, split: str, data_dir: str | None, image_size: int, s
     """Train split: ``n_images`` images; test split: ``n_test``; each a fixed function of
     ``seed`` (independent streams)."""
     _check_knobs(m, eps, delta, j)
-    if image_size < 16 or image_size % 2:
-        raise DataError(f"transform-world: image_size must be even and >= 16, got "
-                        f"{image_size}")
+    if image_size < MIN_IMAGE_SIZE or image_size % 2:
+        raise DataError(f"transform-world: image_size must be even and >= {MIN_IMAGE_SIZE}, "
+                        f"got {image_size}")
     for name, v in (("n_images", n_images), ("n_test", n_test)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise DataError(f"transform-world: {name} must be a positive integer, got {v!r}")

@@ -217,7 +217,7 @@ class _Zygote:
         self._buf = b""
         self._next = 0
 
-    def _read(self, timeout: float) -> list[dict]:
+    def read(self, timeout: float) -> list[dict]:
         out = self.proc.stdout
         ready, _, _ = select.select([out], [], [], timeout)
         if not ready:
@@ -234,14 +234,14 @@ class _Zygote:
                 self.exit_codes[m["pid"]] = m["rc"]
         return msgs
 
-    def start(self, argv: list[str], log_path: Path) -> "_ForkedRun":
+    def start(self, argv: list[str], log_path: Path) -> _ForkedRun:
         i, self._next = self._next, self._next + 1
         self.proc.stdin.write((json.dumps({"id": i, "argv": argv, "log": str(log_path)})
                                + "\n").encode())
         self.proc.stdin.flush()
         deadline = time.monotonic() + self.START_TIMEOUT_S
         while time.monotonic() < deadline:
-            for m in self._read(1.0):
+            for m in self.read(1.0):
                 if m.get("id") == i:
                     return _ForkedRun(self, m["pid"])
         raise RuntimeError(f"the sweep's worker server did not start a run within "
@@ -266,7 +266,7 @@ class _ForkedRun:
 
     def poll(self) -> int | None:
         if self.pid not in self.zygote.exit_codes:
-            self.zygote._read(0.0)
+            self.zygote.read(0.0)
         return self.returncode
 
     def kill(self) -> None:
@@ -277,7 +277,7 @@ class _ForkedRun:
 
     def wait(self) -> int:
         while self.pid not in self.zygote.exit_codes:
-            self.zygote._read(0.1)
+            self.zygote.read(0.1)
         return self.zygote.exit_codes[self.pid]
 
 

@@ -396,4 +396,5 @@ def run_theory_cli(args: argparse.Namespace) -> int:
 
 
 __all__ = ["BASELINES", "OBJECTIVES", "PRESETS", "TheoryPreset", "add_theory_arguments",
-           "analyse", "cell_bootstrap", "prediction", "run_theory_cli", "theory_sweep", "theory_test"]
+           "analyse", "cell_bootstrap", "prediction", "run_theory_cli", "theory_sweep",
+           "theory_test"]

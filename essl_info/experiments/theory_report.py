@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..types import Z_95
 from .downstream import METRICS
 from .theory import OBJECTIVES
 
@@ -82,9 +83,6 @@ def plot(res: dict, path: str | Path, metric: str = "linear") -> Path:
     return path
 
 
-__all__ = ["format_table", "plot"]
-
-
 def replicate_agreement(a: dict, b: dict) -> dict:
     """Two theory-test results of the same dataset and mode (e.g. different
     ``--first-seed``): per accuracy, gain and baseline, z = (b − a) / √(se_a² + se_b²),
@@ -97,22 +95,21 @@ def replicate_agreement(a: dict, b: dict) -> dict:
     def key(c):
         return c["metric"], c["objective"], c["transform"]
 
+    def row(what, o, o_se, v, v_se):
+        se = math.hypot(v_se, o_se)   # 0 only for two exact values: equal, or apart
+        z = (v - o) / se if se > 0 else (0.0 if v == o else math.copysign(math.inf, v - o))
+        return {"what": what, "a": o, "a_se": o_se, "b": v, "b_se": v_se, "z": z}
+
     old = {key(c): c for c in a["cells"]}
-    rows = []
-    for c in b["cells"]:
-        o = old[key(c)]
-        for field, err in (("accuracy", "stderr"), ("gain", "gain_stderr")):
-            rows.append({"what": "/".join(key(c)) + " " + field, "a": o[field],
-                         "a_se": o[err], "b": c[field], "b_se": c[err],
-                         "z": (c[field] - o[field]) / math.hypot(c[err], o[err])})
+    rows = [row("/".join(key(c)) + " " + field, old[key(c)][field], old[key(c)][err],
+                c[field], c[err])
+            for c in b["cells"] for field, err in (("accuracy", "stderr"),
+                                                   ("gain", "gain_stderr"))]
     base = {(x["metric"], x["baseline"]): x for x in a["baselines"]}
-    for x in b["baselines"]:
-        o = base[(x["metric"], x["baseline"])]
-        rows.append({"what": f"{x['metric']}/{x['baseline']} baseline accuracy",
-                     "a": o["accuracy"], "a_se": o["stderr"], "b": x["accuracy"],
-                     "b_se": x["stderr"],
-                     "z": (x["accuracy"] - o["accuracy"]) / math.hypot(x["stderr"],
-                                                                       o["stderr"])})
+    rows += [row(f"{x['metric']}/{x['baseline']} baseline accuracy",
+                 base[(x["metric"], x["baseline"])]["accuracy"],
+                 base[(x["metric"], x["baseline"])]["stderr"], x["accuracy"], x["stderr"])
+             for x in b["baselines"]]
     agree = {(x["metric"], x["objective"]): x for x in a["agreement"]}
     rhos = []
     for x in b["agreement"]:
@@ -122,7 +119,7 @@ def replicate_agreement(a: dict, b: dict) -> dict:
             # each interval's half-width / 1.96 as that ρ's error (a replicate's point
             # lies outside the other's 95 % interval ~17 % of the time even when both
             # are exact: their difference has √2 times the error of one)
-            se = math.hypot(*((c[1] - c[0]) / (2 * 1.959964) for c in (x["ci"], o["ci"])))
+            se = math.hypot(*((c[1] - c[0]) / (2 * Z_95) for c in (x["ci"], o["ci"])))
             z = (x["rho"] - o["rho"]) / se if se > 0 else None
         rhos.append({"metric": x["metric"], "objective": x["objective"], "a": o["rho"],
                      "a_ci": o["ci"], "b": x["rho"], "b_ci": x["ci"], "z": z})
@@ -150,3 +147,6 @@ def format_agreement(rep: dict) -> str:
                  f"{rep['beyond_1.96']} (about {0.05 * rep['n']:.1f} expected of "
                  f"independent errors); |z| > 2.58: {rep['beyond_2.58']}")
     return "\n".join(lines)
+
+
+__all__ = ["format_agreement", "format_table", "plot", "replicate_agreement"]
