@@ -224,18 +224,23 @@ def test_kdtree_equals_numba_in_2_plus_2_dims_with_strata_and_threads(monkeypatc
 
 
 def test_block_column_order_survives_take():
-    """a cached column order restricted by ``take`` (increasing rows) equals a fresh
-    stable argsort; unsorted rows drop it"""
+    """a cached column order restricted by ``take`` (increasing rows; also a take of a
+    take) equals a fresh stable argsort and is computed only when asked for (the
+    brute-force strata path never asks); unsorted rows drop it"""
     rng = np.random.default_rng(7)
     v = np.round(rng.standard_normal((400, 2)), 1)  # ties: order by row index
     blk = Block(v)
     _ = blk.column_order
     rows = np.sort(rng.choice(400, 150, replace=False))
     sub = blk.take(rows)
-    assert "column_order" in sub.__dict__
+    assert "_order_of_parent" in sub.__dict__ and "_column_order" not in sub.__dict__
     np.testing.assert_array_equal(sub.column_order,
                                   np.argsort(v[rows], axis=0, kind="stable").T)
-    assert "column_order" not in blk.take(rows[::-1]).__dict__
+    rows2 = np.sort(rng.choice(150, 60, replace=False))
+    np.testing.assert_array_equal(blk.take(rows).take(rows2).column_order,
+                                  np.argsort(v[rows][rows2], axis=0, kind="stable").T)
+    assert "_order_of_parent" not in blk.take(rows[::-1]).__dict__
+    assert "_order_of_parent" not in Block(v).take(rows).__dict__  # no order known
 
 
 @pytest.mark.parametrize("kind", ["tie-free", "ties", "signed zeros", "constant", "one"])
@@ -253,3 +258,32 @@ def test_stable_argsort_is_numpys_stable_sort(kind):
     blk = Block(np.stack([col, col[::-1]], axis=1))
     np.testing.assert_array_equal(blk.column_order,
                                   np.argsort(blk.values, axis=0, kind="stable").T)
+
+
+def test_interval_ends_do_not_depend_on_the_search_guess():
+    """the 1-D interval search starts from a guess made from the previous query; with
+    radii jumping over 300 orders of magnitude (guesses far off, huge, infinite), zeros,
+    ties and segments, the ends equal a direct evaluation of the exact predicate"""
+    from essl_info.estimators.neighbors_sorted import _intervals
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    seg = np.sort(rng.integers(0, 3, n))
+    vals = np.concatenate([np.sort(np.round(rng.standard_normal((seg == s).sum()), 2))
+                           for s in range(3)])
+    bounds = np.searchsorted(seg, np.arange(4))
+    radius = 10.0 ** rng.uniform(-300, 300, n)
+    radius[rng.random(n) < 0.2] = rng.random() * 0.1
+    radius[rng.random(n) < 0.05] = 0.0
+    radius[rng.random(n) < 0.02] = np.inf
+    for strict in (np.ones(n, np.bool_), np.zeros(n, np.bool_), rng.random(n) < 0.5):
+        first, last = np.empty(n, np.int64), np.empty(n, np.int64)
+        _intervals(0, n, vals, radius, strict, bounds[seg], bounds[seg + 1], first, last)
+        for p in range(n):
+            d = np.abs(vals[bounds[seg[p]]:bounds[seg[p] + 1]] - vals[p])
+            inside = np.flatnonzero(d < radius[p] if strict[p] else d <= radius[p])
+            if len(inside) == 0:
+                assert (first[p], last[p]) == (p + 1, p)
+            else:
+                assert (first[p], last[p]) == (bounds[seg[p]] + inside[0],
+                                               bounds[seg[p]] + inside[-1])

@@ -199,31 +199,37 @@ def fp_values_by_part(blocks: list[Block], parts: list[np.ndarray], k: int, *,
         label[rows] = p
     rows_all = np.flatnonzero(label >= 0)
     pb = len(blocks)
-    full = [b.take(rows_all) for b in blocks] + [Block(label[rows_all], True)]
+    if len(rows_all) == n_all:  # the parts cover every row (N <= 160 * 500 by default)
+        full = [*blocks, Block(label, True)]
+    else:
+        full = [b.take(rows_all) for b in blocks] + [Block(label[rows_all], True)]
     strata = joint_strata(full, range(len(full)))
     sizes = np.bincount(strata)[strata]
     part = full[pb].values
     kept = np.bincount(part[sizes >= 2], minlength=len(parts))
     good = kept[part] >= 2
     keep = (sizes >= 2) & good
-    full = [b.take(np.flatnonzero(keep)) for b in full]
-    kvec = np.minimum(k, sizes[keep] - 1)
-    part = part[keep]
+    if not keep.all():
+        full = [b.take(np.flatnonzero(keep)) for b in full]
+        sizes, part = sizes[keep], part[keep]
+    kvec = np.minimum(k, sizes - 1)
     cond = pb == 3
     subs = [[0, 2, pb], [1, 2, pb], [2, pb]] if cond else [[0, pb], [1, pb]]
     st = neighbor_stats(full, kvec, joint=list(range(len(full))), subspaces=subs,
                         count="strict", backend=backend, device=device)
     members = np.argsort(part, kind="stable")
     splits = np.split(members, np.cumsum(np.bincount(part, minlength=len(parts)))[:-1])
+    # digamma elementwise once; each part's means over its own elements, in row order,
+    # as fp_value takes them (so the values are the same bit for bit)
+    dk, d0, d1 = digamma(kvec), digamma(st.counts[0] + 1), digamma(st.counts[1] + 1)
+    d2 = digamma(st.counts[2] + 1) if cond else None
     out: list[float | None] = []
     for p, sel in enumerate(splits):
         if kept[p] < 2:
             out.append(None)
             continue
-        c = st.counts[:, sel]
-        z_term = np.mean(digamma(c[2] + 1)) if cond else digamma(len(sel))
-        out.append(float(np.mean(digamma(kvec[sel])) - np.mean(digamma(c[0] + 1))
-                         - np.mean(digamma(c[1] + 1)) + z_term))
+        z_term = np.mean(d2[sel]) if cond else digamma(len(sel))
+        out.append(float(np.mean(dk[sel]) - np.mean(d0[sel]) - np.mean(d1[sel]) + z_term))
     return out
 
 
@@ -292,12 +298,6 @@ def _estimate(value_fn, blocks: list[Block], v_n: int, *, k: int, seed: int, sub
             workers=workers, batch_stat=batch_stat, min_block=STDERR_MIN_BLOCK,
             budget=STDERR_BUDGET if batch_stat is not None else None)
 
-    if batch_stat is not None:
-        # the sorted columns (1-D and 2-D marginals of the kd-tree path) once, before the
-        # two passes start: the partitions' blocks inherit them (``Block.take``)
-        for b in blocks:
-            if not b.discrete and b.values.shape[1] <= 2:
-                _ = b.column_order
     if batch_stat is not None and workers > 1:
         # the passes over all rows and over the partitions side by side: their serial
         # parts (tree builds, sorts) overlap; the values do not depend on it

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -63,24 +62,49 @@ class Block:
 
     def take(self, rows: np.ndarray) -> "Block":
         """The block on ``rows``; a computed ``column_order`` is carried over (restricted
-        in O(n)) when the rows are increasing."""
+        in O(n) when first asked for) when the rows are increasing."""
         out = Block(self.values[rows], self.discrete, self.norm)
-        order = self.__dict__.get("column_order")
+        parent = self.__dict__.get("_column_order")
+        if parent is None:
+            parent = self.__dict__.get("_order_of_parent")
         rows = np.asarray(rows)
-        if order is not None and rows.dtype.kind in "iu" and rows.ndim == 1 and (
+        if parent is not None and rows.dtype.kind in "iu" and rows.ndim == 1 and (
                 len(rows) < 2 or bool((np.diff(rows) > 0).all())):
-            pos = np.full(len(self.values), -1, np.int64)
-            pos[rows] = np.arange(len(rows))
-            o = pos[order]
-            out.__dict__["column_order"] = o[o >= 0].reshape(len(order), len(rows))
+            out.__dict__["_order_of_parent"] = (parent, rows)
         return out
 
-    @cached_property
+    @property
     def column_order(self) -> np.ndarray:
         """(d, n) int64: the rows in ascending order of each column (ties by row index,
-        ``np.argsort(kind="stable")``), computed once per block (continuous blocks)."""
-        return np.stack([stable_argsort(c) for c in self.values.T]) if len(
-            self.values) else np.zeros((self.values.shape[1], 0), np.int64)
+        ``np.argsort(kind="stable")``), computed once per block (continuous blocks); for a
+        block made by ``take`` from one whose order was known, that order restricted.
+        Cached without a lock (``functools.cached_property`` in Python 3.11 takes one
+        lock for all instances, which would serialise the marginals' sorts, run on
+        separate threads); two threads asking at once both compute the same array."""
+        order = self.__dict__.get("_column_order")
+        if order is None:
+            parent = self.__dict__.get("_order_of_parent")
+            if parent is not None:
+                order = _restrict(parent)
+            elif len(self.values):
+                order = np.stack([stable_argsort(c) for c in self.values.T])
+            else:
+                order = np.zeros((self.values.shape[1], 0), np.int64)
+            self.__dict__["_column_order"] = order
+        return order
+
+
+def _restrict(source) -> np.ndarray:
+    """(d, len(rows)) from ``source`` = (order, rows): ``order`` (d, n) the rows in
+    ascending order of each column (or itself such a pair, for a chain of ``take``\ s),
+    kept to the increasing ``rows`` and renumbered 0..len(rows)-1."""
+    order, rows = source
+    if isinstance(order, tuple):
+        order = _restrict(order)
+    pos = np.full(order.shape[1], -1, np.int64)
+    pos[rows] = np.arange(len(rows))
+    o = pos[order]
+    return o[o >= 0].reshape(len(order), len(rows))
 
 
 def stable_argsort(col: np.ndarray) -> np.ndarray:

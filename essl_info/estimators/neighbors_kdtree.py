@@ -30,11 +30,13 @@ the number of threads.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit
 
-from .neighbors import Block, NeighborStats, joint_strata
-from .neighbors_sorted import run_ranges, sorted_counts
+from . import neighbors_strata
+from .neighbors import COUNT_MODES, Block, NeighborStats, joint_strata
+from .neighbors_sorted import CHEAP_PARALLEL_MIN, run_ranges, sorted_counts
 
 LEAF = 16  # points per leaf
 
@@ -311,6 +313,8 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
     kvec = np.ascontiguousarray(kvec, dtype=np.int64)
     kq = int(kvec.max())
     seg_of, order, bounds = _segments(blocks, joint, n)
+    if _small_strata(blocks, joint, subspaces, radius_from, want_kmax, bounds):
+        return _strata_stats(blocks, kvec, joint, subspaces, count, order, bounds, threads)
     tree = _build(_columns(blocks, joint), order, bounds, LEAF)
     perm = tree[0]
     bdp = np.empty((n, kq))
@@ -342,16 +346,78 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
                 v = blk.values
                 kmax[b] = np.abs(v[nbr] - v[:, None, :]).max(axis=(1, 2))
     counts = np.zeros((len(subspaces), n), np.int64)
-    for s, space in enumerate(subspaces):
+    count_mode = count
+
+    def count_space(s, t):  # subspace s on t threads
+        space = subspaces[s]
         r = np.ascontiguousarray(eps if radius_from[s] is None else kmax[radius_from[s]])
-        strict = (r > 0) if count == "gao" else np.full(n, count == "strict")
+        strict = (r > 0) if count_mode == "gao" else np.full(n, count_mode == "strict")
         xs = _columns(blocks, space)
         sseg, sorder, sbounds = _segments(blocks, space, n)
         if xs.shape[1] <= 2:  # sorted columns: binary search (+ a rectangle sweep in 2-D)
             orders = [o for b in space if not blocks[b].discrete
                       for o in blocks[b].column_order]
-            sorted_counts(xs, sseg, sbounds, r, strict, counts[s], threads, orders)
+            sorted_counts(xs, sseg, sbounds, r, strict, counts[s], t, orders)
         else:
             stree = _build(xs, sorder, sbounds, LEAF)
-            run_ranges(_count_range, n, threads, stree, sseg, r, strict, counts[s])
+            run_ranges(_count_range, n, t, stree, sseg, r, strict, counts[s])
+
+    workers = min(threads or numba.config.NUMBA_NUM_THREADS, n)
+    if workers > 1 and len(subspaces) > 1 and n < CHEAP_PARALLEL_MIN:
+        # below this size each subspace's kernels run on one thread: the subspaces side by
+        # side instead (their kernels release the GIL)
+        from .neighbors_numba import _executor
+
+        list(_executor(workers).map(lambda s: count_space(s, 1), range(len(subspaces))))
+    else:
+        for s in range(len(subspaces)):
+            count_space(s, threads)
     return NeighborStats(eps, counts, kmax, nzero, "kdtree")
+
+
+# ======================================================== small strata: brute force
+def _small_strata(blocks, joint, subspaces, radius_from, want_kmax, bounds) -> bool:
+    """whether ``neighbors_strata`` applies: every joint stratum has at most
+    ``BRUTE_MAX_STRATUM`` rows, only counts against the joint radius are asked for, the
+    joint has at most ``MAX_BLOCKS`` continuous blocks of at most ``MAX_COLS`` columns, and
+    each subspace is some of them with all of the joint's discrete blocks (so that its
+    strata are the joint's)."""
+    ns = neighbors_strata
+    if want_kmax or any(r is not None for r in radius_from):
+        return False
+    if int(np.diff(bounds).max(initial=0)) > ns.BRUTE_MAX_STRATUM:
+        return False
+    jd = {b for b in joint if blocks[b].discrete}
+    jc = [b for b in joint if not blocks[b].discrete]
+    if not 2 <= len(jc) <= ns.MAX_BLOCKS or any(blocks[b].values.shape[1] > ns.MAX_COLS
+                                                 for b in jc):
+        return False
+    return all({b for b in sp if blocks[b].discrete} == jd
+               and {b for b in sp if not blocks[b].discrete} <= set(jc)
+               and sum(not blocks[b].discrete for b in sp) <= 2 for sp in subspaces)
+
+
+def _strata_stats(blocks, kvec, joint, subspaces, count, order, bounds, threads):
+    ns = neighbors_strata
+    n = len(order)
+    cont = [b for b in joint if not blocks[b].discrete]
+    xt = np.empty((2 * len(cont), n))
+    for t, b in enumerate(cont):  # block t in rows 2t, 2t + 1 (a 1-column block twice)
+        v = blocks[b].values[order]
+        xt[2 * t] = v[:, 0]
+        xt[2 * t + 1] = v[:, -1]
+    pairs = [[t for t, b in enumerate(cont) if b in sp] + [-1] for sp in subspaces]
+    sub_a = np.array([p[0] for p in pairs], np.int64)
+    sub_b = np.array([p[1] for p in pairs], np.int64)
+    sizes = np.diff(bounds)
+    seg_lo = np.repeat(bounds[:-1], sizes)
+    seg_hi = np.repeat(bounds[1:], sizes)
+    eps_p, nz_p = np.empty(n), np.empty(n, np.int64)
+    counts_p = np.empty((len(subspaces), n), np.int64)
+    run_ranges(ns.strata_range, n, threads, xt, len(cont), sub_a, sub_b, seg_lo, seg_hi,
+               kvec[order], COUNT_MODES[count], eps_p, counts_p, nz_p)
+    eps, nzero = np.empty(n), np.empty(n, np.int64)
+    counts = np.empty_like(counts_p)
+    eps[order], nzero[order] = eps_p, nz_p
+    counts[:, order] = counts_p
+    return NeighborStats(eps, counts, np.zeros((len(blocks), n)), nzero, "kdtree")

@@ -5,8 +5,8 @@ For each point i (row), count the other points j of its segment (stratum of the
 subspace's discrete codes) with ``max_c fl(|x_jc - x_ic|) < r_i`` (strict) or ``<= r_i``:
 
 - 1-D: the column sorted within segments; the points within the radius are one interval
-  of positions, whose ends are found by binary search on that exact predicate (monotone
-  in the value on each side of the query), never on a shifted bound ``x_i - r_i``;
+  of positions, whose ends are found by a search on that exact predicate (monotone in
+  the value on each side of the query), never on a shifted bound ``x_i - r_i``;
 - 2-D: the intersection of two such intervals, one per column, is a rectangle in (position
   in column 1, position in column 2), counted offline by a sweep over column-1 positions
   with a Fenwick tree over column-2 positions: O(n log n), independent of the count
@@ -53,11 +53,13 @@ def _intervals(p0, p1, vals, radius, strict, seg_lo, seg_hi, first, last):
     """For sorted positions p0..p1-1 (value vals[p] in ascending order within its
     segment [seg_lo[p], seg_hi[p]); every array indexed by position, so that memory is
     read in order): the positions first[p]..last[p] of the values with fl(|v - vals[p]|)
-    < radius[p] (strict[p]) or <= (else). Each end is found
-    by a galloping search from p (steps doubling from the previous query's width, then
-    bisection) on that exact predicate, which is monotone on each side of p; memory stays
-    near p. Empty: first = p + 1, last = p."""
-    wl, wr = 1, 1
+    < radius[p] (strict[p]) or <= (else). Each end is found by a search on that exact
+    predicate, which is monotone on each side of p: from a guess (the previous query's
+    positions per unit of radius times this radius, about right where the density varies
+    slowly), steps doubling away from it until the predicate changes, then bisection;
+    the guess only decides where the search starts, never the result. Empty: first =
+    p + 1, last = p."""
+    dl, dr = 0.0, 0.0  # positions per unit of radius on each side, previous query
     for p in range(p0, p1):
         v = vals[p]
         r = radius[p]
@@ -66,50 +68,94 @@ def _intervals(p0, p1, vals, radius, strict, seg_lo, seg_hi, first, last):
             first[p], last[p] = p + 1, p
             continue
         lo, hi = seg_lo[p], seg_hi[p] - 1
-        # left end: the smallest a in [lo, p] inside (p itself is inside)
-        a_in, g = p, wl
-        a_out = lo - 1
+        a = _left_end(vals, p, lo, v, r, st, p - _offset(r * dl, p - lo))
+        b = _right_end(vals, p, hi, v, r, st, p + _offset(r * dr, hi - p))
+        first[p], last[p] = a, b
+        if r > 0.0:
+            dl = (p - a) / r
+            dr = (b - p) / r
+
+
+@njit(cache=True, inline="always")
+def _offset(guess, most):
+    """int(guess) clipped to 0..most (guess may be huge, inf or nan)"""
+    return int(guess) if guess < most else most
+
+
+@njit(cache=True, inline="always")
+def _left_end(vals, p, lo, v, r, st, g):
+    """the smallest a in [lo, p] with _inside(a) (p itself is inside), searched from g"""
+    if _inside(vals, g, v, r, st):  # the end is at g or left of it
+        a_in, step = g, 1
         while True:
-            c = p - g
+            c = a_in - step
             if c < lo:
+                a_out = lo - 1
                 break
             if _inside(vals, c, v, r, st):
                 a_in = c
-                g *= 2
+                step *= 2
             else:
                 a_out = c
                 break
-        a, b = a_out + 1, a_in
-        while a < b:
-            mid = (a + b) // 2
-            if _inside(vals, mid, v, r, st):
-                b = mid
-            else:
-                a = mid + 1
-        first[p] = a
-        wl = max(p - a, 1)
-        # right end: the largest b in [p, hi] inside
-        b_in, g = p, wr
-        b_out = hi + 1
+    else:  # right of g
+        a_out, step = g, 1
         while True:
-            c = p + g
+            c = a_out + step
+            if c >= p:
+                a_in = p
+                break
+            if _inside(vals, c, v, r, st):
+                a_in = c
+                break
+            a_out = c
+            step *= 2
+    a, b = a_out + 1, a_in  # outside at a_out, inside at a_in: bisect
+    while a < b:
+        mid = (a + b) // 2
+        if _inside(vals, mid, v, r, st):
+            b = mid
+        else:
+            a = mid + 1
+    return a
+
+
+@njit(cache=True, inline="always")
+def _right_end(vals, p, hi, v, r, st, g):
+    """the largest b in [p, hi] with _inside(b), searched from g"""
+    if _inside(vals, g, v, r, st):
+        b_in, step = g, 1
+        while True:
+            c = b_in + step
             if c > hi:
+                b_out = hi + 1
                 break
             if _inside(vals, c, v, r, st):
                 b_in = c
-                g *= 2
+                step *= 2
             else:
                 b_out = c
                 break
-        a, b = b_in, b_out - 1
-        while a < b:
-            mid = (a + b + 1) // 2
-            if _inside(vals, mid, v, r, st):
-                a = mid
-            else:
-                b = mid - 1
-        last[p] = a
-        wr = max(a - p, 1)
+    else:
+        b_out, step = g, 1
+        while True:
+            c = b_out - step
+            if c <= p:
+                b_in = p
+                break
+            if _inside(vals, c, v, r, st):
+                b_in = c
+                break
+            b_out = c
+            step *= 2
+    a, b = b_in, b_out - 1
+    while a < b:
+        mid = (a + b + 1) // 2
+        if _inside(vals, mid, v, r, st):
+            a = mid
+        else:
+            b = mid - 1
+    return a
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,172 @@
+"""Neighbour statistics within small strata, by brute force (part of the kd-tree backend).
+
+When every stratum of the joint space's discrete codes is small (the blocks of a
+subsampled standard error, ``knn.fp_values_by_part``: 20 blocks of 500-625 rows), a
+tree per stratum costs more than comparing each point with every other point of its
+stratum: m - 1 distances per point in a few vectorised passes over contiguous columns,
+against a tree walk of ~1 us per point plus sorted marginal counts. Measured on one core
+(N = 10,000 in 20 strata of 500, 2+2 dims): 14-22 ms against 30-36 ms for the trees.
+
+For each point i (positions in stratum order; stratum [lo, hi)):
+
+- block distances d_b(j) = max over the block's columns of fl(|x_jc - x_ic|), for every j
+  of the stratum (the max-norm, exactly as ``neighbors_kdtree._dist``: an abs and a max
+  are exact, so every distance equals the other backends' bit for bit);
+- joint distance = max over the joint's continuous blocks; eps_i its k-th smallest value
+  over j != i (k smallest kept by insertion, after a threshold from the first 4k values);
+- nzero_i = #{j != i : joint distance 0};
+- for each subspace (a set of the joint's continuous blocks; its discrete blocks must be
+  the joint's, so its strata are the joint's): #{j != i : d_s(j) < eps_i} (strict) or
+  <= eps_i (closed); "gao": strict where eps_i > 0, closed (= exact zeros) where 0.
+
+Only radius counts against the joint radius (no ``kmax``, no ``radius_from``); the caller
+(``neighbors_kdtree.kdtree_stats``) checks that before choosing this path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+BRUTE_MAX_STRATUM = 1024  # largest stratum searched by brute force (crossover ~700-1500)
+MAX_BLOCKS, MAX_COLS = 3, 2  # continuous blocks of the joint, columns per block
+
+
+@njit(cache=True, nogil=True)
+def strata_range(p0, p1, xt, nblk, sub_a, sub_b, seg_lo, seg_hi, kvec, mode, eps, counts,
+                 nzero):
+    """Positions p0..p1-1: eps[p], counts[:, p], nzero[p] (see the module docstring).
+
+    xt (2 * nblk, n) float64 in stratum order: block b in rows 2b, 2b + 1 (a 1-column
+    block twice: max(|a - q|, |a - q|) is |a - q|); nblk 2 or 3 continuous blocks, all in
+    the joint; subspace s = blocks sub_a[s] and sub_b[s] (-1: none); seg_lo, seg_hi (n,)
+    the stratum of each position; kvec (n,) k per position (< stratum size); mode 0
+    strict, 1 closed, 2 gao."""
+    maxm = 1
+    for p in range(p0, p1):
+        maxm = max(maxm, seg_hi[p] - seg_lo[p])
+    dd = np.zeros((MAX_BLOCKS, maxm))  # block distances to each point of the stratum
+    dj = np.empty(maxm)
+    cand = np.empty(maxm)
+    cmin = np.empty(maxm // CHUNK + 1)
+    for p in range(p0, p1):
+        s0 = seg_lo[p]
+        m = seg_hi[p] - s0
+        if nblk == 2:
+            z = _two_blocks(xt, p, s0, m, dd[0], dd[1], dj)
+        else:
+            z = _three_blocks(xt, p, s0, m, dd[0], dd[1], dd[2], dj)
+        nzero[p] = z - 1  # the point itself
+        dj[p - s0] = np.inf  # never its own neighbour
+        r = _kth_smallest(dj, m, kvec[p], cmin, cand)
+        eps[p] = r
+        strict = mode == 0 or (mode == 2 and r > 0.0)
+        for s in range(len(sub_a)):
+            if strict and not r > 0.0:  # nothing (not even the point itself) is below 0
+                counts[s, p] = 0
+                continue
+            da = dd[sub_a[s]]
+            cnt = 0
+            if sub_b[s] < 0:
+                if strict:
+                    for j in range(m):
+                        cnt += np.int64(da[j] < r)
+                else:
+                    for j in range(m):
+                        cnt += np.int64(da[j] <= r)
+            else:
+                db = dd[sub_b[s]]
+                if strict:
+                    for j in range(m):
+                        cnt += np.int64(max(da[j], db[j]) < r)
+                else:
+                    for j in range(m):
+                        cnt += np.int64(max(da[j], db[j]) <= r)
+            counts[s, p] = cnt - 1  # the point itself (distance 0) is inside
+
+
+@njit(cache=True, inline="always")
+def _two_blocks(xt, p, s0, m, u, v, dj):
+    """block distances u, v and joint dj to the m points from s0; returns #(dj == 0)"""
+    a0, a1, a2, a3 = xt[0, s0:s0 + m], xt[1, s0:s0 + m], xt[2, s0:s0 + m], xt[3, s0:s0 + m]
+    q0, q1, q2, q3 = xt[0, p], xt[1, p], xt[2, p], xt[3, p]
+    z = 0
+    for j in range(m):  # one vectorised pass over the stratum's columns
+        x = max(abs(a0[j] - q0), abs(a1[j] - q1))
+        y = max(abs(a2[j] - q2), abs(a3[j] - q3))
+        u[j], v[j] = x, y
+        t = max(x, y)
+        dj[j] = t
+        z += np.int64(t == 0.0)
+    return z
+
+
+@njit(cache=True, inline="always")
+def _three_blocks(xt, p, s0, m, u, v, w, dj):
+    """``_two_blocks`` with a third block w (rows 4, 5)"""
+    a0, a1, a2, a3 = xt[0, s0:s0 + m], xt[1, s0:s0 + m], xt[2, s0:s0 + m], xt[3, s0:s0 + m]
+    a4, a5 = xt[4, s0:s0 + m], xt[5, s0:s0 + m]
+    q0, q1, q2, q3, q4, q5 = xt[0, p], xt[1, p], xt[2, p], xt[3, p], xt[4, p], xt[5, p]
+    z = 0
+    for j in range(m):
+        x = max(abs(a0[j] - q0), abs(a1[j] - q1))
+        y = max(abs(a2[j] - q2), abs(a3[j] - q3))
+        c = max(abs(a4[j] - q4), abs(a5[j] - q5))
+        u[j], v[j], w[j] = x, y, c
+        t = max(x, max(y, c))
+        dj[j] = t
+        z += np.int64(t == 0.0)
+    return z
+
+
+CHUNK = 8  # values per chunk in the k-th smallest search
+
+
+@njit(cache=True, inline="always")
+def _kth_smallest(d, m, k, cmin, cand):
+    """The k-th smallest of d[:m] (1 <= k <= m). The minimum of each chunk of ``CHUNK``
+    values (a vectorised pass); T = the k-th smallest of those minima bounds the answer
+    from above (k values are <= T), and the k smallest values lie in chunks whose minimum
+    is <= T: only those chunks are searched (about k of them). ``cmin``, ``cand``
+    scratch of >= m / CHUNK + 1 and >= m values."""
+    full = m // CHUNK
+    nc = full
+    for c in range(full):
+        b = c * CHUNK
+        mn = d[b]
+        for i in range(1, CHUNK):
+            mn = min(mn, d[b + i])
+        cmin[c] = mn
+    if full * CHUNK < m:
+        mn = np.inf
+        for j in range(full * CHUNK, m):
+            mn = min(mn, d[j])
+        cmin[full] = mn
+        nc += 1
+    for t in range(k):
+        cand[t] = np.inf
+    if nc < k:  # few values: all of them
+        for j in range(m):
+            _offer(cand, k, d[j])
+        return cand[k - 1]
+    for c in range(nc):
+        _offer(cand, k, cmin[c])
+    top = cand[k - 1]
+    for t in range(k):
+        cand[t] = np.inf
+    for c in range(nc):
+        if cmin[c] <= top:
+            for j in range(c * CHUNK, min(m, (c + 1) * CHUNK)):
+                _offer(cand, k, d[j])
+    return cand[k - 1]
+
+
+@njit(cache=True, inline="always")
+def _offer(cand, k, v):
+    """insert v into the ascending k smallest cand[:k] (if it is smaller than the last)"""
+    if v < cand[k - 1]:
+        t = k - 1
+        while t > 0 and cand[t - 1] > v:
+            cand[t] = cand[t - 1]
+            t -= 1
+        cand[t] = v
