@@ -81,8 +81,15 @@ def _specs():
     }
 
 
+@pytest.mark.parametrize("trees", [False, True], ids=["default", "no-strata-brute-force"])
 @pytest.mark.parametrize("name", list(_specs()))
-def test_backends_equal_the_definitions(name):
+def test_backends_equal_the_definitions(name, trees, monkeypatch):
+    """every backend; for the kd-tree, also with the brute force within small strata
+    (``neighbors_strata``, which takes these 300-row cases) turned off"""
+    from essl_info.estimators import neighbors_strata
+
+    if trees:
+        monkeypatch.setattr(neighbors_strata, "BRUTE_MAX_STRATUM", 0)
     spec = _specs()[name]
     eps, counts, kmax, nzero = direct(k=3, **spec)
     for backend in BACKENDS:
@@ -95,6 +102,11 @@ def test_backends_equal_the_definitions(name):
         np.testing.assert_array_equal(st.counts, counts, err_msg=backend)
         np.testing.assert_array_equal(st.nzero, nzero, err_msg=backend)
         np.testing.assert_array_equal(st.kmax, kmax, err_msg=backend)
+        if backend == "kdtree" and spec.get("radius_from") is None:  # without kmax: the
+            st = neighbor_stats(k=3, backend=backend, **spec)  # strata path where it applies
+            np.testing.assert_array_equal(st.eps, eps, err_msg="kdtree, no kmax")
+            np.testing.assert_array_equal(st.counts, counts, err_msg="kdtree, no kmax")
+            np.testing.assert_array_equal(st.nzero, nzero, err_msg="kdtree, no kmax")
 
 
 def test_per_point_k_and_strata():
@@ -107,6 +119,40 @@ def test_per_point_k_and_strata():
         st = neighbor_stats(k=kvec, backend=backend, **spec)
         np.testing.assert_array_equal(st.eps, eps)
         np.testing.assert_array_equal(st.counts, counts)
+
+
+@pytest.mark.parametrize("count", ["strict", "closed", "gao"])
+def test_small_strata_brute_force_equals_the_definitions(count):
+    """the brute force within small strata (``neighbors_strata``): many strata of a few to
+    a hundred rows, k per point (1 in tiny strata), exact ties and atoms (k or more
+    points at distance 0), 1- and 2-column blocks, two and three blocks"""
+    from essl_info.estimators import neighbors_kdtree
+
+    rng = np.random.default_rng(12)
+    n = 900
+    part = np.sort(rng.integers(0, 12, n))
+    part[:3] = 99  # a stratum of 3 rows
+    x = np.round(rng.standard_normal((n, 2)) * 3) / 3  # ties, some atoms
+    y = np.round(x[:, :1] + rng.standard_normal((n, 1)), 1)
+    z = rng.standard_normal((n, 1))
+    x[10:14], y[10:14], z[10:14] = x[10], y[10], z[10]  # an atom of 4 identical points
+    sizes = np.bincount(np.unique(part, return_inverse=True)[1])
+    kvec = np.where(np.isin(part, [99]), 1, 3)
+    assert sizes.min() == 3
+    for blocks, subs in (([Block(x), Block(y), Block(part, True)], [[0, 2], [1, 2]]),
+                         ([Block(x), Block(y), Block(z), Block(part, True)],
+                          [[0, 2, 3], [1, 2, 3], [2, 3]])):
+        joint = list(range(len(blocks)))
+        spec = dict(blocks=blocks, joint=joint, subspaces=subs, count=count)
+        args = (blocks, joint, subs, [None] * len(subs), False,
+                neighbors_kdtree._segments(blocks, joint, n)[2])
+        assert neighbors_kdtree._small_strata(*args)
+        eps, counts, _, nzero = direct(k=kvec, **spec)
+        st = neighbor_stats(k=kvec, backend="kdtree", **spec)
+        np.testing.assert_array_equal(st.eps, eps)
+        np.testing.assert_array_equal(st.counts, counts)
+        np.testing.assert_array_equal(st.nzero, nzero)
+        assert (eps == 0).any() and (nzero > 0).any()
 
 
 def test_float32_rounding_is_rechecked():

@@ -26,8 +26,9 @@ Conventions (shared by all backends, so they give identical counts):
 - a subspace made of discrete blocks only is counted without a search (all points with the
   same codes, at distance 0).
 
-Backends (``backend=``): ``"kdtree"`` (compiled kd-tree and sorted marginals, threads;
-max-norm blocks only; best in low dimension, see ``neighbors_kdtree``), ``"numba"`` (compiled brute force, float32 filter + exact float64
+Backends (``backend=``): ``"kdtree"`` (compiled kd-tree and sorted marginals, threads,
+brute force within small strata; max-norm blocks only; best in low dimension, see
+``neighbors_kdtree``), ``"numba"`` (compiled brute force, float32 filter + exact float64
 recheck, see ``neighbors_numba``), ``"torch"`` (chunked brute force in float64 on CPU or
 CUDA, memory bounded), ``"auto"`` (kdtree for <= ``KDTREE_MAX_DIM`` joint dimensions, else
 torch on CUDA when available, else numba).

@@ -8,7 +8,11 @@ boxes per node) per space and per stratum of the space's discrete codes:
 - radius counts in a subspace of 3+ dimensions: a range count per point; a node whose
   whole box is inside the radius adds its size without visiting its points, so a count
   costs about the boundary of the ball, not its content; 1-D and 2-D subspaces (KSG's
-  marginals at low dimension) are counted by sorting instead, ``neighbors_sorted``.
+  marginals at low dimension) are counted by sorting instead, ``neighbors_sorted``; below
+  40,000 points the subspaces are counted side by side on the threads;
+- when every stratum is small (<= ``neighbors_strata.BRUTE_MAX_STRATUM`` rows: the blocks
+  of a subsampled standard error), no tree: each point is compared with every point of
+  its stratum (``neighbors_strata``), which is faster there and gives the same numbers.
 
 The points are stored in tree order (rows of ``tp`` contiguous) and every kernel reads
 and writes by tree or sorted position, scattering to rows once at the end: at N = 100,000
