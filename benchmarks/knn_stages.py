@@ -1,6 +1,7 @@
 """Where the time of a low-dimensional KSG estimate goes, stage by stage (one thread).
 
     python benchmarks/knn_stages.py [N ...]        # default: 10000 100000
+    python benchmarks/knn_stages.py --strata       # brute force vs trees per stratum size
 
 KSG (k = 3) on the 2+2-dim Gaussian of ``bench_knn_speed.py``, with the default standard
 error and without (``subsamples=0``), on one thread (``NUMBA_NUM_THREADS=1``, set before
@@ -8,6 +9,11 @@ numba loads), under ``cProfile``: the CPU milliseconds per call spent in each co
 kernel, in numpy's sorts, and in everything else ("numpy glue, Python"). Prints a
 markdown table (the one in benchmarks/README.md "kNN speed"). cProfile adds a little to
 the Python part; the kernels' times are their own.
+
+``--strata``: the standard error's pass (``knn.fp_values_by_part``, 20 strata of m rows,
+one thread) with the brute force within strata (``neighbors_strata``) and with a tree per
+stratum, alternated in one process, the least of 10 runs each: where the brute force
+stops paying (``neighbors_strata.BRUTE_MAX_STRATUM``).
 """
 
 from __future__ import annotations
@@ -56,6 +62,37 @@ def stage_ms(n: int, subsamples: int, calls: int = 20) -> dict[str, float]:
     return out
 
 
+def strata_crossover(sizes=(250, 500, 1000, 1500), rounds: int = 10) -> None:
+    import time
+
+    import numpy as np
+
+    from essl_info.estimators import knn, neighbors_strata
+    from essl_info.estimators.inputs import prepare_variables
+    from essl_info.tasks import gaussian
+
+    print("| rows per stratum | brute force [ms] | trees [ms] |\n|---|---|---|")
+    for m in sizes:
+        n = 20 * m
+        v = prepare_variables(*gaussian(2, 0.3).sample(n, 0), None)
+        blocks = knn._blocks(v, norm="max", jitter_scale=1e-10, seed=0)
+        perm = np.random.default_rng(0).permutation(n)
+        parts = [np.sort(perm[i * m:(i + 1) * m]) for i in range(20)]
+        best = {}
+        default = neighbors_strata.BRUTE_MAX_STRATUM
+        try:
+            for _ in range(rounds):
+                for limit in (n, 0):
+                    neighbors_strata.BRUTE_MAX_STRATUM = limit
+                    t = time.perf_counter()
+                    knn.fp_values_by_part(blocks, parts, 3, backend="kdtree")
+                    best[limit] = min(best.get(limit, np.inf), time.perf_counter() - t)
+        finally:
+            neighbors_strata.BRUTE_MAX_STRATUM = default
+        print(f"| {m:,} | {1e3 * best[n]:.1f} | {1e3 * best[0]:.1f} |")
+    print(f"\n(one thread, 20 strata; load average {os.getloadavg()[0]:.1f})")
+
+
 def main(sizes: list[int]) -> None:
     cols = ["total", *STAGES, "numpy glue, Python"]
     print("| N | stderr | " + " | ".join(cols) + " |")
@@ -68,4 +105,7 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])
+    if sys.argv[1:] == ["--strata"]:
+        strata_crossover()
+    else:
+        main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])

@@ -4,10 +4,10 @@ When every stratum of the joint space's discrete codes is small (the blocks of a
 subsampled standard error, ``knn.fp_values_by_part``: 20 blocks of 500-625 rows), a
 tree per stratum costs more than comparing each point with every other point of its
 stratum: m - 1 distances per point in one vectorised pass over contiguous columns,
-against a tree walk of ~1 us per point plus sorted marginal counts. Measured on one core
-(``fp_values_by_part``, 2+2 dims, 20 strata, same process, load < 1): 15 ms against
-25 ms for the trees at 500 rows per stratum, 11 against 18 at 250, 53 against 63 at
-1,000, 81 against 75 at 1,500 (hence ``BRUTE_MAX_STRATUM``).
+against a tree walk of ~1 us per point plus sorted marginal counts. The standard error's
+pass on one core, 2+2 dims, 20 strata (``python benchmarks/knn_stages.py --strata``, load
+0.5): 7.5 ms against 12.9 ms for the trees at 250 rows per stratum, 17.6 against 27.8 at
+500, 50 against 63 at 1,000, 105 against 100 at 1,500 (hence ``BRUTE_MAX_STRATUM``).
 
 For each point i (positions in stratum order; stratum [lo, hi)):
 
