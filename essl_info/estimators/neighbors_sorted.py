@@ -68,8 +68,8 @@ def _intervals(p0, p1, vals, radius, strict, seg_lo, seg_hi, first, last):
             first[p], last[p] = p + 1, p
             continue
         lo, hi = seg_lo[p], seg_hi[p] - 1
-        a = _left_end(vals, p, lo, v, r, st, p - _offset(r * dl, p - lo))
-        b = _right_end(vals, p, hi, v, r, st, p + _offset(r * dr, hi - p))
+        a = p - _reach(vals, p, -1, p - lo, v, r, st, _offset(r * dl, p - lo))
+        b = p + _reach(vals, p, 1, hi - p, v, r, st, _offset(r * dr, hi - p))
         first[p], last[p] = a, b
         if r > 0.0:
             dl = (p - a) / r
@@ -83,79 +83,44 @@ def _offset(guess, most):
 
 
 @njit(cache=True, inline="always")
-def _left_end(vals, p, lo, v, r, st, g):
-    """the smallest a in [lo, p] with _inside(a) (p itself is inside), searched from g"""
-    if _inside(vals, g, v, r, st):  # the end is at g or left of it
-        a_in, step = g, 1
+def _reach(vals, p, s, limit, v, r, st, i0):
+    """The largest i in 0..limit with _inside(p + s * i) (s = -1: leftwards, +1:
+    rightwards; i = 0, the query itself, is inside and the predicate is monotone in i),
+    searched from the offset i0: steps doubling away from i0 until the predicate changes,
+    then bisection between the last offset inside and the first outside."""
+    if _inside(vals, p + s * i0, v, r, st):  # the end is at i0 or beyond
+        i_in, step = i0, 1
         while True:
-            c = a_in - step
-            if c < lo:
-                a_out = lo - 1
+            c = i_in + step
+            if c > limit:
+                i_out = limit + 1
                 break
-            if _inside(vals, c, v, r, st):
-                a_in = c
+            if _inside(vals, p + s * c, v, r, st):
+                i_in = c
                 step *= 2
             else:
-                a_out = c
+                i_out = c
                 break
-    else:  # right of g
-        a_out, step = g, 1
+    else:  # before i0
+        i_out, step = i0, 1
         while True:
-            c = a_out + step
-            if c >= p:
-                a_in = p
+            c = i_out - step
+            if c <= 0:
+                i_in = 0
                 break
-            if _inside(vals, c, v, r, st):
-                a_in = c
+            if _inside(vals, p + s * c, v, r, st):
+                i_in = c
                 break
-            a_out = c
+            i_out = c
             step *= 2
-    a, b = a_out + 1, a_in  # outside at a_out, inside at a_in: bisect
-    while a < b:
-        mid = (a + b) // 2
-        if _inside(vals, mid, v, r, st):
-            b = mid
+    lo, hi = i_in, i_out - 1  # inside at i_in, outside at i_out
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _inside(vals, p + s * mid, v, r, st):
+            lo = mid
         else:
-            a = mid + 1
-    return a
-
-
-@njit(cache=True, inline="always")
-def _right_end(vals, p, hi, v, r, st, g):
-    """the largest b in [p, hi] with _inside(b), searched from g"""
-    if _inside(vals, g, v, r, st):
-        b_in, step = g, 1
-        while True:
-            c = b_in + step
-            if c > hi:
-                b_out = hi + 1
-                break
-            if _inside(vals, c, v, r, st):
-                b_in = c
-                step *= 2
-            else:
-                b_out = c
-                break
-    else:
-        b_out, step = g, 1
-        while True:
-            c = b_out - step
-            if c <= p:
-                b_in = p
-                break
-            if _inside(vals, c, v, r, st):
-                b_in = c
-                break
-            b_out = c
-            step *= 2
-    a, b = b_in, b_out - 1
-    while a < b:
-        mid = (a + b + 1) // 2
-        if _inside(vals, mid, v, r, st):
-            a = mid
-        else:
-            b = mid - 1
-    return a
+            hi = mid - 1
+    return lo
 
 
 @njit(cache=True, nogil=True)
