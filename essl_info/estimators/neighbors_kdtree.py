@@ -80,16 +80,14 @@ def _build(pts, order, bounds, leaf):
     t = 0
     while t < m:  # nodes are processed in creation order (a queue)
         s0, s1 = start[t], end[t]
-        for c in range(dim):
-            lo[t, c] = np.inf
-            hi[t, c] = -np.inf
-        for p in range(s0, s1):
-            for c in range(dim):
+        for c in range(dim):  # the box: a column at a time (branch-free min / max)
+            a_, b_ = np.inf, -np.inf
+            for p in range(s0, s1):
                 v = tp[p, c]
-                if v < lo[t, c]:
-                    lo[t, c] = v
-                if v > hi[t, c]:
-                    hi[t, c] = v
+                a_ = min(a_, v)
+                b_ = max(b_, v)
+            lo[t, c] = a_
+            hi[t, c] = b_
         split = False
         if s1 - s0 > leaf:
             best = 0
