@@ -321,18 +321,20 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
     perm = tree[0]
     bdp = np.empty((n, kq))
     bjp = np.empty((n, kq), np.int64)
-    run_ranges(_knn_range, n, threads, tree, kvec[perm], bdp, bjp)
-    bd = np.empty((n, kq))
-    bd[perm] = bdp
+    kp = kvec[perm]
+    run_ranges(_knn_range, n, threads, tree, kp, bdp, bjp)
     bj = bjp
     if want_kmax:
         bj = np.empty((n, kq), np.int64)
         bj[perm] = bjp
     rows = np.arange(n)
-    eps = bd[rows, kvec - 1]
-    nzero = np.zeros(n, np.int64)  # column by column: numpy's sum(axis=1) of (n, 3) is slow
+    eps = np.empty(n)
+    eps[perm] = bdp[rows, kp - 1]  # by tree position, then to rows
+    nz = np.zeros(n, np.int64)  # column by column: numpy's sum(axis=1) of (n, 3) is slow
     for t in range(kq):
-        nzero += (bd[:, t] == 0) & (t < kvec)
+        nz += (bdp[:, t] == 0) & (t < kp)
+    nzero = np.empty(n, np.int64)
+    nzero[perm] = nz
     atoms = np.flatnonzero(eps == 0)  # k or more points at distance 0: count them all
     if len(atoms):
         z = np.zeros(n, np.int64)
