@@ -97,7 +97,7 @@ class Block:
 
 def _restrict(source) -> np.ndarray:
     """(d, len(rows)) from ``source`` = (order, rows): ``order`` (d, n) the rows in
-    ascending order of each column (or itself such a pair, for a chain of ``take``\ s),
+    ascending order of each column (or itself such a pair, for a chain of takes),
     kept to the increasing ``rows`` and renumbered 0..len(rows)-1."""
     order, rows = source
     if isinstance(order, tuple):
