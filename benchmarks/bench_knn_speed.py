@@ -15,8 +15,7 @@ Tables (printed at the end; see benchmarks/README.md "## kNN speed"):
 Timings (seconds): the minimum over ``ROUNDS`` runs, for ours and for the references alike,
 except where one run takes long: from N = 100,000 up (``BIG``) and the reference cases in
 ``SLOW_REFERENCE`` (npeet-plus 7-500 s, scikit-learn 7 s) run once. (Until 2026-11-30 the
-references always ran once, which favoured ours: npeet-plus's first run at N = 10,000, 2+2
-took 0.14-0.25 s, its minimum over three 0.14-0.16 s.)
+references always ran once, which favoured ours.)
 ``ESSL_BENCH_QUICK=1`` runs only the smallest cases (a smoke test of the harness).
 """
 
