@@ -108,4 +108,9 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--strata"]:
         strata_crossover()
     else:
+        bad = [a for a in sys.argv[1:] if not (a.isdigit() and int(a) >= 10)]
+        if bad:
+            print(f"knn_stages.py: N must be whole numbers >= 10 (or --strata), got "
+                  f"{' '.join(bad)}", file=sys.stderr)
+            sys.exit(2)
         main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])

@@ -350,12 +350,11 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
                 v = blk.values
                 kmax[b] = np.abs(v[nbr] - v[:, None, :]).max(axis=(1, 2))
     counts = np.zeros((len(subspaces), n), np.int64)
-    count_mode = count
 
     def count_space(s, t):  # subspace s on t threads
         space = subspaces[s]
         r = np.ascontiguousarray(eps if radius_from[s] is None else kmax[radius_from[s]])
-        strict = (r > 0) if count_mode == "gao" else np.full(n, count_mode == "strict")
+        strict = (r > 0) if count == "gao" else np.full(n, count == "strict")
         xs = _columns(blocks, space)
         sseg, sorder, sbounds = _segments(blocks, space, n)
         if xs.shape[1] <= 2:  # sorted columns: binary search (+ a rectangle sweep in 2-D)
@@ -402,6 +401,9 @@ def _small_strata(blocks, joint, subspaces, radius_from, want_kmax, bounds) -> b
 
 
 def _strata_stats(blocks, kvec, joint, subspaces, count, order, bounds, threads):
+    """``kdtree_stats`` by ``neighbors_strata.strata_range`` (``_small_strata`` holds):
+    the joint's continuous columns gathered in stratum order (``order``, strata at
+    ``bounds``), searched on ``threads``, the results scattered back to rows."""
     ns = neighbors_strata
     n = len(order)
     cont = [b for b in joint if not blocks[b].discrete]
