@@ -4,7 +4,8 @@ bit for bit: subsample partitions searched in one pass (``fp_values_by_part``)."
 import numpy as np
 import pytest
 
-from essl_info.estimators.knn import fp_value, fp_values_by_part
+from essl_info.estimators.knn import (_fp_parts_small_strata, fp_value, fp_values_by_part,
+                                     psi_int)
 from essl_info.estimators.neighbors import Block
 from essl_info.estimators.resampling import subsample_stderr
 
@@ -26,15 +27,34 @@ def _case(name, n=600, seed=0):
 
 
 @pytest.mark.parametrize("name", ["ksg", "fp", "fp-discrete-cond", "ross", "labels-given-z"])
-def test_parts_equal_separate_calls(name):
-    blocks = _case(name)
-    n = len(blocks[0].values)
+@pytest.mark.parametrize("n, n_parts", [(600, 7), (2400, 2)])
+def test_parts_equal_separate_calls(name, n, n_parts):
+    """7 parts of ~86 rows: continuous blocks take the brute force within strata laid out
+    part after part (``_fp_parts_small_strata``); 2 parts of 1,200 rows (above
+    ``BRUTE_MAX_STRATUM``) and the discrete cases take the general path (a tree per part)"""
+    blocks = _case(name, n=n)
     perm = np.random.default_rng(1).permutation(n)
-    parts = [np.sort(p) for p in np.array_split(perm, 7)]
+    parts = [np.sort(p) for p in np.array_split(perm, n_parts)]
+    fast = _fp_parts_small_strata(blocks, parts, 3)
+    small = n_parts == 7 and name in ("ksg", "fp")
+    assert (fast is not None) == small
     batched = fp_values_by_part(blocks, parts, 3)
+    if small:
+        assert batched == fast
     for rows, got in zip(parts, batched):
         want = fp_value([b.take(rows) for b in blocks], 3, backend="numba")[0]
         assert got == want
+
+
+def test_psi_int_is_scipys_digamma():
+    from scipy.special import digamma
+
+    v = np.array([1, 2, 3, 7, 1000, 5000, 3], np.int64)
+    np.testing.assert_array_equal(psi_int(v), digamma(v))
+    big = np.arange(1, 70_000, 997)  # grows the table
+    np.testing.assert_array_equal(psi_int(big), digamma(big))
+    with pytest.raises(ValueError, match="non-negative"):
+        psi_int(np.array([3, -1]))
 
 
 def test_degenerate_part_is_skipped_like_a_failing_call():

@@ -402,16 +402,33 @@ def _small_strata(blocks, joint, subspaces, radius_from, want_kmax, bounds) -> b
 
 def _strata_stats(blocks, kvec, joint, subspaces, count, order, bounds, threads):
     """``kdtree_stats`` by ``neighbors_strata.strata_range`` (``_small_strata`` holds):
-    the joint's continuous columns gathered in stratum order (``order``, strata at
-    ``bounds``), searched on ``threads``, the results scattered back to rows."""
+    ``strata_positions``, the results scattered back to rows."""
+    n = len(order)
+    eps_p, counts_p, nz_p = strata_positions(blocks, kvec[order], joint, subspaces, count,
+                                             order, bounds, threads)
+    eps, nzero = np.empty(n), np.empty(n, np.int64)
+    counts = np.empty_like(counts_p)
+    eps[order], nzero[order] = eps_p, nz_p
+    counts[:, order] = counts_p
+    return NeighborStats(eps, counts, np.zeros((len(blocks), n)), nzero, "kdtree")
+
+
+def strata_positions(blocks, kpos, joint, subspaces, count, order, bounds, threads=None):
+    """The statistics of ``kdtree_stats`` when ``_small_strata`` holds, by position: the
+    point at position p is row ``order[p]``; strata are the runs ``bounds[s]:bounds[s+1]``
+    of positions (the joint's discrete blocks are not read: ``order`` and ``bounds`` must
+    group the rows by them); ``kpos`` (n,) k per position. The joint's continuous columns
+    are gathered in that order and searched by ``neighbors_strata.strata_range`` on
+    ``threads``. Returns eps (n,), counts (len(subspaces), n) int64, nzero (n,) int64,
+    all by position."""
     ns = neighbors_strata
     n = len(order)
     cont = [b for b in joint if not blocks[b].discrete]
     xt = np.empty((2 * len(cont), n))
     for t, b in enumerate(cont):  # block t in rows 2t, 2t + 1 (a 1-column block twice)
-        v = blocks[b].values[order]
-        xt[2 * t] = v[:, 0]
-        xt[2 * t + 1] = v[:, -1]
+        v = blocks[b].values
+        xt[2 * t] = v[order, 0]
+        xt[2 * t + 1] = v[order, v.shape[1] - 1]
     pairs = [[t for t, b in enumerate(cont) if b in sp] + [-1] for sp in subspaces]
     sub_a = np.array([p[0] for p in pairs], np.int64)
     sub_b = np.array([p[1] for p in pairs], np.int64)
@@ -421,9 +438,6 @@ def _strata_stats(blocks, kvec, joint, subspaces, count, order, bounds, threads)
     eps_p, nz_p = np.empty(n), np.empty(n, np.int64)
     counts_p = np.empty((len(subspaces), n), np.int64)
     run_ranges(ns.strata_range, n, threads, xt, len(cont), sub_a, sub_b, seg_lo, seg_hi,
-               kvec[order], COUNT_MODES[count], eps_p, counts_p, nz_p)
-    eps, nzero = np.empty(n), np.empty(n, np.int64)
-    counts = np.empty_like(counts_p)
-    eps[order], nzero[order] = eps_p, nz_p
-    counts[:, order] = counts_p
-    return NeighborStats(eps, counts, np.zeros((len(blocks), n)), nzero, "kdtree")
+               np.ascontiguousarray(kpos, dtype=np.int64), COUNT_MODES[count], eps_p,
+               counts_p, nz_p)
+    return eps_p, counts_p, nz_p
