@@ -62,7 +62,7 @@ def stage_ms(n: int, subsamples: int, calls: int = 20) -> dict[str, float]:
     return out
 
 
-def strata_crossover(sizes=(250, 500, 1000, 1500), rounds: int = 10) -> None:
+def strata_crossover(sizes=(250, 500, 1000, 2000, 3000), rounds: int = 10) -> None:
     import time
 
     import numpy as np

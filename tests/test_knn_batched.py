@@ -27,10 +27,10 @@ def _case(name, n=600, seed=0):
 
 
 @pytest.mark.parametrize("name", ["ksg", "fp", "fp-discrete-cond", "ross", "labels-given-z"])
-@pytest.mark.parametrize("n, n_parts", [(600, 7), (2400, 2)])
+@pytest.mark.parametrize("n, n_parts", [(600, 7), (4200, 2)])
 def test_parts_equal_separate_calls(name, n, n_parts):
     """7 parts of ~86 rows: continuous blocks take the brute force within strata laid out
-    part after part (``_fp_parts_small_strata``); 2 parts of 1,200 rows (above
+    part after part (``_fp_parts_small_strata``); 2 parts of 2,100 rows (above
     ``BRUTE_MAX_STRATUM``) and the discrete cases take the general path (a tree per part)"""
     blocks = _case(name, n=n)
     perm = np.random.default_rng(1).permutation(n)

@@ -6,8 +6,9 @@ tree per stratum costs more than comparing each point with every other point of 
 stratum: m - 1 distances per point in one vectorised pass over contiguous columns,
 against a tree walk of ~1 us per point plus sorted marginal counts. The standard error's
 pass on one core, 2+2 dims, 20 strata (``python benchmarks/knn_stages.py --strata``, load
-0.5): 7.5 ms against 12.9 ms for the trees at 250 rows per stratum, 17.6 against 27.8 at
-500, 50 against 63 at 1,000, 105 against 100 at 1,500 (hence ``BRUTE_MAX_STRATUM``).
+1.0-1.1): 3.7 ms against 9.9 ms for the trees at 250 rows per stratum, 9.3 against 21.1 at
+500, 38 against 58 at 1,000, 103 against 105 at 2,000, 223 against 165 at 3,000 (hence
+``BRUTE_MAX_STRATUM``).
 
 For each point i (positions in stratum order; stratum [lo, hi)):
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-BRUTE_MAX_STRATUM = 1024  # largest stratum searched by brute force (crossover ~700-1500)
+BRUTE_MAX_STRATUM = 2000  # largest stratum searched by brute force (crossover ~2,000)
 MAX_BLOCKS, MAX_COLS = 3, 2  # continuous blocks of the joint, columns per block
 
 
@@ -49,9 +50,10 @@ def strata_range(p0, p1, xt, nblk, sub_a, sub_b, seg_lo, seg_hi, kvec, mode, eps
     for p in range(p0, p1):
         maxm = max(maxm, seg_hi[p] - seg_lo[p])
     dd = np.zeros((MAX_BLOCKS, maxm))  # block distances to each point of the stratum
-    dj = np.empty(maxm)
+    dj = np.empty(LANES * _lanes(maxm))  # joint distances, padded with inf
     cand = np.empty(maxm)
-    cmin = np.empty(maxm // CHUNK + 1)
+    cmin = np.empty(_lanes(maxm))
+    cmin2 = np.empty(_lanes(maxm) // LANES)
     for p in range(p0, p1):
         s0 = seg_lo[p]
         m = seg_hi[p] - s0
@@ -61,7 +63,10 @@ def strata_range(p0, p1, xt, nblk, sub_a, sub_b, seg_lo, seg_hi, kvec, mode, eps
             z = _three_blocks(xt, p, s0, m, dd[0], dd[1], dd[2], dj)
         nzero[p] = z - 1  # the point itself
         dj[p - s0] = np.inf  # never its own neighbour
-        r = _kth_smallest(dj, m, kvec[p], cmin, cand)
+        w = _lanes(m)
+        for j in range(m, LANES * w):
+            dj[j] = np.inf
+        r = _kth_smallest(dj, w, kvec[p], cmin[:w], cmin2[:w // LANES], cand)
         eps[p] = r
         strict = mode == 0 or (mode == 2 and r > 0.0)
         for s in range(len(sub_a)):
@@ -122,44 +127,58 @@ def _three_blocks(xt, p, s0, m, u, v, w, dj):
     return z
 
 
-CHUNK = 8  # values per chunk in the k-th smallest search
+LANES = 8  # rows of the k-th smallest search's minima (see ``_kth_smallest``)
 
 
 @njit(cache=True, inline="always")
-def _kth_smallest(d, m, k, cmin, cand):
-    """The k-th smallest of d[:m] (1 <= k <= m). The minimum of each chunk of ``CHUNK``
-    values (a vectorised pass); T = the k-th smallest of those minima bounds the answer
-    from above (k values are <= T), and the k smallest values lie in chunks whose minimum
-    is <= T: only those chunks are searched (about k of them). ``cmin``, ``cand``
-    scratch of >= m / CHUNK + 1 and >= m values."""
-    full = m // CHUNK
-    nc = full
-    for c in range(full):
-        b = c * CHUNK
-        mn = d[b]
-        for i in range(1, CHUNK):
-            mn = min(mn, d[b + i])
-        cmin[c] = mn
-    if full * CHUNK < m:
-        mn = np.inf
-        for j in range(full * CHUNK, m):
-            mn = min(mn, d[j])
-        cmin[full] = mn
-        nc += 1
+def _lanes(m):
+    """lanes w for m values: 8 * w >= m, w a multiple of 8 (so that the minima of the
+    lanes fold once more, 8 rows of w / 8)"""
+    return ((m + LANES - 1) // LANES + LANES - 1) // LANES * LANES
+
+
+@njit(cache=True, inline="always")
+def _min8(a, b, c, d, e, f, g, h, out):
+    """out[i] = min of the 8 rows' i-th values: elementwise into a separate array, which
+    LLVM vectorises (an in-place running minimum, or a minimum over contiguous values, it
+    leaves scalar: 0.7 ns a value against ~0.05)"""
+    for i in range(out.shape[0]):
+        out[i] = _mn(_mn(_mn(a[i], b[i]), _mn(c[i], d[i])),
+                     _mn(_mn(e[i], f[i]), _mn(g[i], h[i])))
+
+
+@njit(cache=True, inline="always")
+def _mn(a, b):
+    return a if a < b else b
+
+
+@njit(cache=True, inline="always")
+def _kth_smallest(d, w, k, cmin, cmin2, cand):
+    """The k-th smallest of d[:8w] (d padded with inf; 1 <= k). Lane i holds d[i], d[w +
+    i], ..., d[7w + i]; cmin[i] its minimum, cmin2 the minima of cmin's 8 rows of w / 8
+    (two vectorised passes). T = the k-th smallest of cmin2 bounds the answer from above
+    (k distinct values are <= T), and the k smallest values lie in lanes whose minimum is
+    <= T: only those lanes are searched (about k of the w). ``cand`` scratch of >= k
+    values."""
+    _min8(d[0:w], d[w:2 * w], d[2 * w:3 * w], d[3 * w:4 * w], d[4 * w:5 * w],
+          d[5 * w:6 * w], d[6 * w:7 * w], d[7 * w:8 * w], cmin)
+    v = w // LANES
+    _min8(cmin[0:v], cmin[v:2 * v], cmin[2 * v:3 * v], cmin[3 * v:4 * v],
+          cmin[4 * v:5 * v], cmin[5 * v:6 * v], cmin[6 * v:7 * v], cmin[7 * v:8 * v], cmin2)
     for t in range(k):
         cand[t] = np.inf
-    if nc < k:  # few values: all of them
-        for j in range(m):
+    if v < k:  # fewer minima than k: every value
+        for j in range(LANES * w):
             _offer(cand, k, d[j])
         return cand[k - 1]
-    for c in range(nc):
-        _offer(cand, k, cmin[c])
+    for c in range(v):
+        _offer(cand, k, cmin2[c])
     top = cand[k - 1]
     for t in range(k):
         cand[t] = np.inf
-    for c in range(nc):
-        if cmin[c] <= top:
-            for j in range(c * CHUNK, min(m, (c + 1) * CHUNK)):
+    for i in range(w):
+        if cmin[i] <= top:
+            for j in range(i, LANES * w, w):
                 _offer(cand, k, d[j])
     return cand[k - 1]
 
