@@ -113,12 +113,16 @@ def _column_std(values: np.ndarray) -> np.ndarray:
         values.shape[1])
 
 
-def unit_scale(values: np.ndarray) -> np.ndarray:
+def unit_scale(values: np.ndarray, sorted_cols: list[np.ndarray] | None = None
+               ) -> np.ndarray:
     """(n, d) values with each column divided by its standard deviation (ddof=0); constant
     columns unchanged. The standard deviation is taken over the sorted column so that it
     does not depend on the order of the rows (permuting rows permutes the estimate's inputs
-    exactly). Inputs large enough to overflow it are refused by ``inputs.py``."""
-    s = np.array([np.sort(col).std() for col in values.T], dtype=np.float64).reshape(
+    exactly). Inputs large enough to overflow it are refused by ``inputs.py``.
+    ``sorted_cols``: the columns sorted, if the caller has them."""
+    if sorted_cols is None:
+        sorted_cols = [np.sort(col) for col in values.T]
+    s = np.array([col.std() for col in sorted_cols], dtype=np.float64).reshape(
         values.shape[1])
     return values / np.where(s > 0, s, 1.0)
 
@@ -136,9 +140,11 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
         if var.discrete:
             out.append(Block(var.codes, True))
         else:
+            cols = [np.sort(col) for col in var.values.T] if standardize else None
             if warn:
-                warn_ties(var, threshold=TIE_THRESHOLD)
-            values = unit_scale(var.values) if standardize else var.values
+                warn_ties(var, threshold=TIE_THRESHOLD,
+                          sorted_first=None if cols is None else cols[0])
+            values = unit_scale(var.values, cols) if standardize else var.values
             out.append(Block(jitter(values, _noise_rng(var, seed), jitter_scale), False,
                              norm))
     return out
