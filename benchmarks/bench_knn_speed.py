@@ -96,9 +96,17 @@ def _run(benchmark, fn, rounds):
 
 
 def _warm_up() -> None:
-    """Load the compiled kernels before timing anything."""
-    x, y = _ksg_data(300, 16)
-    estimate_mi(x, y, method="ksg")
+    """Load the compiled kernels of every path the cases take before timing anything (a
+    first call loads them from numba's cache, ~60 ms, and would be one of ours' rounds):
+    the brute-force backend (d = 16), the kd-tree with its standard error's brute force
+    within blocks (2+2 above N = 5,000), and the label estimator at both widths."""
+    for n, d in ((300, 16), (6_000, 2)):
+        x, y = _ksg_data(n, d)
+        estimate_mi(x, y, method="ksg")
+        estimate_mi(x, y, method="ksg", subsamples=0)
+    for d, classes in ((1, 4), (16, 10)):
+        c, z = _label_data(600, d, classes)
+        estimate_mi(c, z, x_discrete=True, method="ross")
 
 
 @pytest.fixture(scope="module", autouse=True)

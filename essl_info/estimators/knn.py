@@ -98,12 +98,21 @@ def jitter(values: np.ndarray, rng: np.random.Generator, scale: float) -> np.nda
     """values + scale * std(column) * N(0, 1) (std 0 -> max(|value|, 1)); (n, d) float64."""
     if scale == 0:
         return values
+    _check_jitter(scale)
+    return _add_noise(values, rng.standard_normal(values.shape), scale)
+
+
+def _check_jitter(scale: float) -> None:
     if not scale >= 0:
         raise ValueError(f"jitter must be >= 0, got {scale!r}")
+
+
+def _add_noise(values: np.ndarray, draws: np.ndarray, scale: float) -> np.ndarray:
+    """``jitter`` with its standard normal ``draws`` (values.shape) already made."""
     s = _column_std(values)
     for c in np.flatnonzero(~(s > 0)):
         s[c] = max(float(np.abs(values[:, c]).max()), 1.0)
-    return values + scale * s * rng.standard_normal(values.shape)
+    return values + scale * s * draws
 
 
 def _column_std(values: np.ndarray) -> np.ndarray:
@@ -127,27 +136,50 @@ def unit_scale(values: np.ndarray, sorted_cols: list[np.ndarray] | None = None
     return values / np.where(s > 0, s, 1.0)
 
 
+PARALLEL_NOISE_MIN = 20_000  # values of a variable from which its noise is drawn on a thread
+
+
 def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
             warn: bool = True, standardize: bool = True) -> list[Block]:
     """[x, y(, cond)] as neighbour-search blocks; continuous ones rescaled per column
-    (``standardize``) and jittered (seeded)."""
+    (``standardize``) and jittered (seeded). From ``PARALLEL_NOISE_MIN`` values a
+    variable's noise (hash of its values, generator, normal draws: ~0.5 ms at 10,000 x 2,
+    all GIL-free) is drawn on the kNN threads while this thread sorts and rescales; the
+    same draws either way."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if jitter_scale != 0:
+        _check_jitter(jitter_scale)
+    noise = {}  # position in (x, y, cond) -> future of the variable's normal draws
+    workers = numba.config.NUMBA_NUM_THREADS
+    if jitter_scale != 0 and workers > 1:
+        from .neighbors_numba import _executor
+
+        for i, var in enumerate((v.x, v.y, v.cond)):
+            if var is not None and not var.discrete and var.values.size >= PARALLEL_NOISE_MIN:
+                noise[i] = _executor(workers).submit(_noise_draws, var, seed)
     out = []
-    for var in (v.x, v.y, v.cond):
+    for i, var in enumerate((v.x, v.y, v.cond)):
         if var is None:
             continue
         if var.discrete:
             out.append(Block(var.codes, True))
-        else:
-            cols = [np.sort(col) for col in var.values.T] if standardize else None
-            if warn:
-                warn_ties(var, threshold=TIE_THRESHOLD,
-                          sorted_first=None if cols is None else cols[0])
-            values = unit_scale(var.values, cols) if standardize else var.values
-            out.append(Block(jitter(values, _noise_rng(var, seed), jitter_scale), False,
-                             norm))
+            continue
+        cols = [np.sort(col) for col in var.values.T] if standardize else None
+        if warn:
+            warn_ties(var, threshold=TIE_THRESHOLD,
+                      sorted_first=None if cols is None else cols[0])
+        values = unit_scale(var.values, cols) if standardize else var.values
+        if jitter_scale != 0:
+            draws = noise[i].result() if i in noise else _noise_draws(var, seed)
+            values = _add_noise(values, draws, jitter_scale)
+        out.append(Block(values, False, norm))
     return out
+
+
+def _noise_draws(var: Variable, seed: int) -> np.ndarray:
+    """The standard normal draws of a variable's jitter, values.shape."""
+    return _noise_rng(var, seed).standard_normal(var.values.shape)
 
 
 def _noise_rng(var: Variable, seed: int) -> np.random.Generator:
