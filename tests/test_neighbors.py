@@ -337,3 +337,31 @@ def test_interval_ends_do_not_depend_on_the_search_guess():
             else:
                 assert (first[p], last[p]) == (bounds[seg[p]] + inside[0],
                                                bounds[seg[p]] + inside[-1])
+
+
+def test_kth_smallest_search_equals_a_sort():
+    """``neighbors_strata._kth_smallest`` (lane minima, a sorting network of eight of them,
+    a count, the lanes at or below the bound) against ``np.sort`` on padded rows with ties,
+    infinities and every path: w = 8 (the lane minima themselves), 16-64 (padded eight),
+    80-136 (folded to eight), k from 1 to beyond 8; and the network on all 0-1 inputs"""
+    import itertools
+
+    from essl_info.estimators import neighbors_strata as ns
+
+    rng = np.random.default_rng(5)
+    for w in (8, 16, 40, 64, 80, 136):
+        cmin, cmin2 = np.empty(w), np.empty(max(8, w // 8))
+        for trial in range(60):
+            m = int(rng.integers(max(2, 8 * w - 70), 8 * w + 1))
+            d = np.full(8 * w, np.inf)
+            d[:m] = np.round(rng.exponential(size=m), int(rng.integers(1, 4)))  # ties
+            d[rng.integers(0, m)] = np.inf  # the point itself
+            for k in (1, 2, 3, 5, 8, 9, 12):
+                if k < m:
+                    cand = np.empty(k)
+                    got = ns._kth_smallest(d, w, k, cmin, cmin2, cand)
+                    assert got == np.sort(d)[k - 1], (w, m, k)
+    for bits in itertools.product([0.0, 1.0], repeat=8):
+        a = np.array(bits)
+        ns._sort8(a)
+        assert (np.diff(a) >= 0).all()

@@ -53,7 +53,7 @@ def strata_range(p0, p1, xt, nblk, sub_a, sub_b, seg_lo, seg_hi, kvec, mode, eps
     dj = np.empty(LANES * _lanes(maxm))  # joint distances, padded with inf
     cand = np.empty(maxm)
     cmin = np.empty(_lanes(maxm))
-    cmin2 = np.empty(_lanes(maxm) // LANES)
+    cmin2 = np.empty(max(LANES, _lanes(maxm) // LANES))
     for p in range(p0, p1):
         s0 = seg_lo[p]
         m = seg_hi[p] - s0
@@ -66,7 +66,7 @@ def strata_range(p0, p1, xt, nblk, sub_a, sub_b, seg_lo, seg_hi, kvec, mode, eps
         w = _lanes(m)
         for j in range(m, LANES * w):
             dj[j] = np.inf
-        r = _kth_smallest(dj, w, kvec[p], cmin[:w], cmin2[:w // LANES], cand)
+        r = _kth_smallest(dj, w, kvec[p], cmin[:w], cmin2, cand)
         eps[p] = r
         strict = mode == 0 or (mode == 2 and r > 0.0)
         for s in range(len(sub_a)):
@@ -154,26 +154,25 @@ def _mn(a, b):
 
 @njit(cache=True, inline="always")
 def _kth_smallest(d, w, k, cmin, cmin2, cand):
-    """The k-th smallest of d[:8w] (d padded with inf; 1 <= k). Lane i holds d[i], d[w +
-    i], ..., d[7w + i]; cmin[i] its minimum, cmin2 the minima of cmin's 8 rows of w / 8
-    (two vectorised passes). T = the k-th smallest of cmin2 bounds the answer from above
-    (k distinct values are <= T), and the k smallest values lie in lanes whose minimum is
-    <= T: only those lanes are searched (about k of the w). ``cand`` scratch of >= k
-    values."""
+    """The k-th smallest of d[:8w] (d padded with inf; 1 <= k; w a multiple of 8).
+
+    Lane i holds d[i], d[w + i], ..., d[7w + i]; cmin[i] is its minimum, and eight
+    minima of those (``_eight_minima``) are sorted by a network: T = the k-th smallest
+    of the eight bounds the answer from above (k distinct values are <= T; inf when
+    k > 8). If exactly k values are <= T (a vectorised count), T is the answer (it is one
+    of them); else the k smallest values lie in lanes whose minimum is <= T, about k of
+    the w, searched value by value. ``cmin`` (w,), ``cmin2`` (max(8, w / 8),), ``cand``
+    (>= k) scratch."""
     _min8(d[0:w], d[w:2 * w], d[2 * w:3 * w], d[3 * w:4 * w], d[4 * w:5 * w],
           d[5 * w:6 * w], d[6 * w:7 * w], d[7 * w:8 * w], cmin)
-    v = w // LANES
-    _min8(cmin[0:v], cmin[v:2 * v], cmin[2 * v:3 * v], cmin[3 * v:4 * v],
-          cmin[4 * v:5 * v], cmin[5 * v:6 * v], cmin[6 * v:7 * v], cmin[7 * v:8 * v], cmin2)
-    for t in range(k):
-        cand[t] = np.inf
-    if v < k:  # fewer minima than k: every value
-        for j in range(LANES * w):
-            _offer(cand, k, d[j])
-        return cand[k - 1]
-    for c in range(v):
-        _offer(cand, k, cmin2[c])
-    top = cand[k - 1]
+    g = _eight_minima(cmin, w, cmin2)
+    _sort8(g)
+    top = g[k - 1] if k <= 8 else np.inf
+    c = 0
+    for j in range(LANES * w):
+        c += np.int64(d[j] <= top)
+    if c == k:  # the k values <= top, top among them: top is the k-th smallest
+        return top
     for t in range(k):
         cand[t] = np.inf
     for i in range(w):
@@ -181,6 +180,59 @@ def _kth_smallest(d, w, k, cmin, cmin2, cand):
             for j in range(i, LANES * w, w):
                 _offer(cand, k, d[j])
     return cand[k - 1]
+
+
+@njit(cache=True, inline="always")
+def _eight_minima(cmin, w, out):
+    """8 values, each the minimum of a distinct set of lanes (of the w lane minima
+    ``cmin``; inf where w = 8 leaves none): cmin itself for w = 8, else the minima of
+    its 8 rows of w / 8 (vectorised), folded to 8 when w / 8 > 8 or padded with inf
+    when < 8; in ``out`` (>= max(8, w / 8)), returns out[:8]."""
+    if w == LANES:
+        for i in range(LANES):
+            out[i] = cmin[i]
+        return out[:LANES]
+    v = w // LANES
+    _min8(cmin[0:v], cmin[v:2 * v], cmin[2 * v:3 * v], cmin[3 * v:4 * v],
+          cmin[4 * v:5 * v], cmin[5 * v:6 * v], cmin[6 * v:7 * v], cmin[7 * v:8 * v],
+          out[:v])
+    for i in range(v, LANES):
+        out[i] = np.inf
+    for i in range(LANES, v):
+        out[i % LANES] = _mn(out[i % LANES], out[i])
+    return out[:LANES]
+
+
+@njit(cache=True, inline="always")
+def _sort8(a):
+    """a[:8] sorted ascending in place by a 19-comparator network (branch-free)."""
+    _cx(a, 0, 2)
+    _cx(a, 1, 3)
+    _cx(a, 4, 6)
+    _cx(a, 5, 7)
+    _cx(a, 0, 4)
+    _cx(a, 1, 5)
+    _cx(a, 2, 6)
+    _cx(a, 3, 7)
+    _cx(a, 0, 1)
+    _cx(a, 2, 3)
+    _cx(a, 4, 5)
+    _cx(a, 6, 7)
+    _cx(a, 2, 4)
+    _cx(a, 3, 5)
+    _cx(a, 1, 4)
+    _cx(a, 3, 6)
+    _cx(a, 1, 2)
+    _cx(a, 3, 4)
+    _cx(a, 5, 6)
+
+
+@njit(cache=True, inline="always")
+def _cx(a, i, j):
+    """compare-exchange: a[i] <= a[j] afterwards"""
+    x, y = a[i], a[j]
+    a[i] = x if x < y else y
+    a[j] = y if x < y else x
 
 
 @njit(cache=True, inline="always")
