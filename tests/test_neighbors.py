@@ -78,6 +78,9 @@ def _specs():
                           subspaces=[[0], [1]], radius_from=[0, 1], count="closed"),
         "euclidean": dict(blocks=[Block(x, norm="euclidean"), Block(y, norm="euclidean")],
                           joint=[0, 1], subspaces=[[0], [1]]),
+        # 6 joint dims: the kd-tree's point-by-point leaf scan (the vectorised one takes <= 4)
+        "wide": dict(blocks=[Block(np.hstack([x, z])), Block(np.hstack([y, x]))],
+                     joint=[0, 1], subspaces=[[0], [1]]),
     }
 
 

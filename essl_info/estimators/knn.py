@@ -73,7 +73,8 @@ from scipy.special import digamma
 from .resampling import subsample_stderr
 from ..types import Estimate
 from .inputs import DataWarning, Variable, Variables, warn_ties
-from .neighbors import NORMS, Block, choose_backend, joint_strata, neighbor_stats
+from .neighbors import (KDTREE_MAX_DIM, NORMS, Block, choose_backend, joint_strata,
+                        neighbor_stats)
 from .registry import (HIGH_DIM, add_auto_rule, continuous_pair, register_entropy,
                        register_mi)
 
@@ -152,12 +153,20 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
         _check_jitter(jitter_scale)
     noise = {}  # position in (x, y, cond) -> future of the variable's normal draws
     workers = numba.config.NUMBA_NUM_THREADS
-    if jitter_scale != 0 and workers > 1:
+    pool = None
+    if workers > 1:
         from .neighbors_numba import _executor
 
+        pool = _executor(workers)
+    if jitter_scale != 0 and pool is not None:
         for i, var in enumerate((v.x, v.y, v.cond)):
             if var is not None and not var.discrete and var.values.size >= PARALLEL_NOISE_MIN:
-                noise[i] = _executor(workers).submit(_noise_draws, var, seed)
+                noise[i] = pool.submit(_noise_draws, var, seed)
+    conts = [var for var in (v.x, v.y, v.cond) if var is not None and not var.discrete]
+    # the kd-tree backend counts 1-D and 2-D marginals on sorted columns: sort them on the
+    # threads as soon as each block is made (they idle until the search starts)
+    presort = (pool is not None and norm == "max" and v.n >= PARALLEL_NOISE_MIN // 2
+               and sum(var.values.shape[1] for var in conts) <= KDTREE_MAX_DIM)
     out = []
     for i, var in enumerate((v.x, v.y, v.cond)):
         if var is None:
@@ -174,6 +183,8 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
             draws = noise[i].result() if i in noise else _noise_draws(var, seed)
             values = _add_noise(values, draws, jitter_scale)
         out.append(Block(values, False, norm))
+        if presort and values.shape[1] <= 2:
+            pool.submit(lambda b: b.column_order, out[-1])
     return out
 
 
