@@ -92,3 +92,18 @@ def test_budgeted_subsamples_batched_equal_unbatched():
     assert len(a.values) == 20 and a.size == 50
     np.testing.assert_array_equal(a.values, b.values)
     assert a.stderr == b.stderr
+
+
+def test_run_means_equal_slice_means_bit_for_bit():
+    from essl_info.estimators.knn import _run_means
+
+    rng = np.random.default_rng(3)
+    lens = np.array([501, 501, 500, 500, 500, 0, 7, 7, 129, 128, 128, 1])
+    bounds = np.concatenate([[0], np.cumsum(lens)])
+    values = rng.standard_normal(bounds[-1]) * 1e3 + rng.exponential(size=bounds[-1])
+    got = _run_means(values, bounds)
+    for p in range(len(lens)):
+        if lens[p]:
+            assert got[p] == np.mean(values[bounds[p]:bounds[p + 1]])
+        else:
+            assert np.isnan(got[p])

@@ -278,16 +278,37 @@ def fp_values_by_part(blocks: list[Block], parts: list[np.ndarray], k: int, *,
     # digamma elementwise once; each part's means over its own elements, in row order,
     # as fp_value takes them (so the values are the same bit for bit)
     terms = [psi_int(kvec[members])] + [psi_int(c[members] + 1) for c in st.counts]
-    return [None if kept[p] < 2 else _fp_mean(terms, bounds[p], bounds[p + 1], cond)
-            for p in range(len(parts))]
+    values = _fp_part_values(terms, bounds, cond)
+    return [None if kept[p] < 2 else float(values[p]) for p in range(len(parts))]
 
 
-def _fp_mean(terms: list[np.ndarray], b0: int, b1: int, cond: bool) -> float:
-    """The Frenzel-Pompe value of the points at positions b0..b1-1 of ``terms`` = [psi(k_i),
-    psi(n_x,i + 1), psi(n_y,i + 1)(, psi(n_z,i + 1))], in fp_value's order of operations."""
-    z_term = np.mean(terms[3][b0:b1]) if cond else digamma(b1 - b0)
-    return float(np.mean(terms[0][b0:b1]) - np.mean(terms[1][b0:b1])
-                 - np.mean(terms[2][b0:b1]) + z_term)
+def _fp_part_values(terms: list[np.ndarray], bounds: np.ndarray, cond: bool) -> np.ndarray:
+    """(P,) the Frenzel-Pompe value of the points at positions bounds[p]..bounds[p+1]-1
+    of ``terms`` = [psi(k_i), psi(n_x,i + 1), psi(n_y,i + 1)(, psi(n_z,i + 1))], in
+    fp_value's order of operations (each mean as ``np.mean`` of that run: ``_run_means``)."""
+    means = [_run_means(t, bounds) for t in terms]
+    z_term = means[3] if cond else psi_int(np.diff(bounds))
+    return means[0] - means[1] - means[2] + z_term
+
+
+def _run_means(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """(P,) ``np.mean(values[bounds[p]:bounds[p+1]])`` for each p, equal bit for bit: a
+    run of consecutive parts of one length is one 2-D array whose rows numpy sums with the
+    same pairwise summation as each 1-D slice (the subsample blocks come in at most two
+    lengths); 20 parts of 500: 106 -> 7 us. Empty parts give nan (as np.mean)."""
+    lens = np.diff(bounds)
+    out = np.empty(len(lens))
+    p = 0
+    while p < len(lens):
+        q = p + 1
+        while q < len(lens) and lens[q] == lens[p]:
+            q += 1
+        if lens[p] == 0:
+            out[p:q] = np.nan
+        else:
+            out[p:q] = values[bounds[p]:bounds[q]].reshape(q - p, lens[p]).mean(axis=1)
+        p = q
+    return out
 
 
 def _fp_parts_small_strata(blocks: list[Block], parts: list[np.ndarray], k: int
@@ -315,7 +336,7 @@ def _fp_parts_small_strata(blocks: list[Block], parts: list[np.ndarray], k: int
     kpos = np.minimum(k, np.repeat(lens - 1, lens))
     _, counts, _ = kd.strata_positions(blocks, kpos, joint, subs, "strict", order, bounds)
     terms = [psi_int(kpos)] + [psi_int(c + 1) for c in counts]
-    return [_fp_mean(terms, bounds[p], bounds[p + 1], cond) for p in range(len(parts))]
+    return [float(v) for v in _fp_part_values(terms, bounds, cond)]
 
 
 _PSI = np.zeros(0)  # digamma(0), digamma(1), ...: scipy's values, grown on demand
