@@ -227,10 +227,11 @@ def _scan_leaf4(tc, perm, u0, u1, skip, q4, k, topd, topj, buf):
 
 
 @njit(cache=True, nogil=True)
-def _knn_range(p0, p1, tree, kvec, bd, bj):
-    """For tree positions p0..p1-1 (query point perm[p]; kvec, bd, bj indexed by
+def _knn_range(p0, p1, tree, kvec, bd, bj, eps, nzero):
+    """For tree positions p0..p1-1 (query point i = perm[p]; kvec, bd, bj indexed by
     position): bd[p, :k], bj[p, :k] the k nearest other points of its segment, ascending
-    (distance, row).
+    (distance, row), when bd has n rows (0 rows: not kept); eps[i] the k-th distance and
+    nzero[i] how many of the k are at distance 0, by row.
 
     Bottom-up from the query's own leaf: its points give a first radius; then at each
     ancestor the sibling subtree is searched (nearer child first) when its box is within
@@ -287,13 +288,20 @@ def _knn_range(p0, p1, tree, kvec, bd, bj):
                     top += 1
                     stack[top] = b
                     bound[top] = lb_
+        i = perm[p]
+        eps[i] = topd[k - 1]
+        z = 0
         for t in range(k):
-            bd[p, t] = topd[t]
-            bj[p, t] = topj[t]
+            z += np.int64(topd[t] == 0.0)
+        nzero[i] = z
+        if bd.shape[0] > 0:
+            for t in range(k):
+                bd[p, t] = topd[t]
+                bj[p, t] = topj[t]
 
 
 @njit(cache=True, nogil=True)
-def _knn_range4(p0, p1, tree, tc, kvec, bd, bj):
+def _knn_range4(p0, p1, tree, tc, kvec, bd, bj, eps, nzero):
     """``_knn_range`` in <= 4 dimensions, each leaf's distances in one vectorised pass
     (``_scan_leaf4``); ``tc`` = ``_columns4(tree[1])``. The same results."""
     perm, tp, start, end, left, right, parent, lo, hi, roots, leaf_of = tree
@@ -353,9 +361,16 @@ def _knn_range4(p0, p1, tree, tc, kvec, bd, bj):
                     top += 1
                     stack[top] = b
                     bound[top] = lb_
+        i = perm[p]
+        eps[i] = topd[k - 1]
+        z = 0
         for t in range(k):
-            bd[p, t] = topd[t]
-            bj[p, t] = topj[t]
+            z += np.int64(topd[t] == 0.0)
+        nzero[i] = z
+        if bd.shape[0] > 0:
+            for t in range(k):
+                bd[p, t] = topd[t]
+                bj[p, t] = topj[t]
 
 
 def _columns4(tp: np.ndarray) -> np.ndarray:
@@ -438,25 +453,21 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
     xj = _columns(blocks, joint)
     tree = _build(xj, order, bounds, KNN_LEAF if xj.shape[1] <= 4 else LEAF)
     perm = tree[0]
-    bdp = np.empty((n, kq))
-    bjp = np.empty((n, kq), np.int64)
+    kept = (n, kq) if want_kmax else (0, kq)  # the k nearest themselves: only for kmax
+    bdp = np.empty(kept)
+    bjp = np.empty(kept, np.int64)
+    eps = np.empty(n)
+    nzero = np.empty(n, np.int64)
     kp = kvec[perm]
     if xj.shape[1] <= 4:
-        run_ranges(_knn_range4, n, threads, tree, _columns4(tree[1]), kp, bdp, bjp)
+        run_ranges(_knn_range4, n, threads, tree, _columns4(tree[1]), kp, bdp, bjp, eps,
+                   nzero)
     else:
-        run_ranges(_knn_range, n, threads, tree, kp, bdp, bjp)
-    bj = bjp
+        run_ranges(_knn_range, n, threads, tree, kp, bdp, bjp, eps, nzero)
+    rows = np.arange(n)
     if want_kmax:
         bj = np.empty((n, kq), np.int64)
         bj[perm] = bjp
-    rows = np.arange(n)
-    eps = np.empty(n)
-    eps[perm] = bdp[rows, kp - 1]  # by tree position, then to rows
-    nz = np.zeros(n, np.int64)  # column by column: numpy's sum(axis=1) of (n, 3) is slow
-    for t in range(kq):
-        nz += (bdp[:, t] == 0) & (t < kp)
-    nzero = np.empty(n, np.int64)
-    nzero[perm] = nz
     atoms = np.flatnonzero(eps == 0)  # k or more points at distance 0: count them all
     if len(atoms):
         z = np.zeros(n, np.int64)
