@@ -43,7 +43,7 @@ FLOOR_NOTE = ("floor: N^2 x 2d abs-diff-max operations at the rate of the tighte
 
 # 5 runs each: on the shared 2-core machine ours (threads on both cores) lands 15-30 %
 # above its least in about one run of three when the host is busy, npeet-plus (one core)
-# far less often; the least of 3 left the N = 10,000 ratio at 3.8-7.3x for one code
+# far less often; the least of 3 gave 4.6-7.3x at N = 10,000 in three runs of one code
 ROUNDS = 5
 QUICK = os.environ.get("ESSL_BENCH_QUICK") == "1"  # smoke run of the harness: small N only
 KSG_CASES = [(n, d) for n in ((1_000,) if QUICK else (1_000, 10_000, 30_000))

@@ -7,9 +7,9 @@ boxes per node) per space and per stratum of the space's discrete codes:
   (ties at the k-th distance broken by row index, which only matters for ``kmax``); in
   up to 4 dimensions a leaf's distances are taken in one vectorised pass over its
   columns (``_leaf_distances``), so the joint tree has larger leaves (``KNN_LEAF``):
-  fewer nodes to visit for ~the same cost per point (N = 10,000, 2+2, one thread: 11.8
-  -> ~10 ms per query pass, the least of 25, against leaves of 16 scanned point by
-  point);
+  fewer nodes to visit for ~the same cost per point (2+2 dims, one thread, the least of
+  25 interleaved runs against leaves of 16 scanned point by point: 11.9 -> 9.4 ms per
+  query pass at N = 10,000, 146 -> 118 ms at N = 100,000);
 - radius counts in a subspace of 3+ dimensions: a range count per point; a node whose
   whole box is inside the radius adds its size without visiting its points, so a count
   costs about the boundary of the ball, not its content; 1-D and 2-D subspaces (KSG's

@@ -6,8 +6,8 @@ tree per stratum costs more than comparing each point with every other point of 
 stratum: m - 1 distances per point in one vectorised pass over contiguous columns,
 against a tree walk of ~1 us per point plus sorted marginal counts. The standard error's
 pass on one core, 2+2 dims, 20 strata (``python benchmarks/knn_stages.py --strata``, load
-1.0-1.1): 3.7 ms against 9.9 ms for the trees at 250 rows per stratum, 9.3 against 21.1 at
-500, 38 against 58 at 1,000, 103 against 105 at 2,000, 223 against 165 at 3,000 (hence
+0.7): 3.0 ms against 7.9 ms for the trees at 250 rows per stratum, 8.9 against 18.1 at
+500, 34 against 53 at 1,000, 92 against 100 at 2,000, 194 against 150 at 3,000 (hence
 ``BRUTE_MAX_STRATUM``).
 
 For each point i (positions in stratum order; stratum [lo, hi)):
