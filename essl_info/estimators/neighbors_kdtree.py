@@ -168,26 +168,6 @@ def _ball_inside(lo, hi, node, q, r):
 
 
 @njit(cache=True, inline="always")
-def _scan_leaf(tp, perm, u0, u1, skip, q, i, k, topd, topj):
-    """offer positions u0..u1-1 (but ``skip``) to the top-k list (ascending distance,
-    then row)"""
-    for u in range(u0, u1):
-        if u == skip:
-            continue
-        d = _dist(tp, u, q)
-        if d <= topd[k - 1]:
-            j = perm[u]
-            if d < topd[k - 1] or j < topj[k - 1]:
-                t = k - 1
-                while t > 0 and (topd[t - 1] > d or (topd[t - 1] == d and topj[t - 1] > j)):
-                    topd[t] = topd[t - 1]
-                    topj[t] = topj[t - 1]
-                    t -= 1
-                topd[t] = d
-                topj[t] = j
-
-
-@njit(cache=True, inline="always")
 def _leaf_distances(tc, u0, m, q4, buf):
     """buf[:m] = max-norm distances from q4 to the points at positions u0..u0+m-1, read
     from ``tc`` (4, n): the columns in tree order, a space of fewer than 4 dimensions with
@@ -202,13 +182,12 @@ def _leaf_distances(tc, u0, m, q4, buf):
 
 
 @njit(cache=True, inline="always")
-def _scan_leaf4(tc, perm, u0, u1, skip, q4, k, topd, topj, buf):
-    """``_scan_leaf`` with the leaf's distances taken first by ``_leaf_distances``
-    (``buf`` >= u1 - u0); the insertion written out here (a helper function for it made
-    the query pass ~10 % slower)"""
-    _leaf_distances(tc, u0, u1 - u0, q4, buf)
+def _offer_leaf(buf, perm, u0, m, skip, k, topd, topj):
+    """offer the points at positions u0..u0+m-1 (but ``skip``), at distances buf[:m], to
+    the top-k list (ascending distance, then row). The whole loop is one inlined function:
+    an insertion helper called per point made the query pass ~10 % slower."""
     lim = topd[k - 1]
-    for t in range(u1 - u0):
+    for t in range(m):
         d = buf[t]
         if d <= lim:
             u = u0 + t
@@ -228,14 +207,18 @@ def _scan_leaf4(tc, perm, u0, u1, skip, q4, k, topd, topj, buf):
 
 @njit(cache=True, inline="always")
 def _scan_points(tp, tc, perm, u0, u1, skip, q, q4, k, topd, topj, buf):
-    """``_scan_leaf`` in the signature of ``_scan_columns``"""
-    _scan_leaf(tp, perm, u0, u1, skip, q, -1, k, topd, topj)
+    """a leaf's distances point by point (any dimension), then ``_offer_leaf``"""
+    for u in range(u0, u1):
+        buf[u - u0] = _dist(tp, u, q)
+    _offer_leaf(buf, perm, u0, u1 - u0, skip, k, topd, topj)
 
 
 @njit(cache=True, inline="always")
 def _scan_columns(tp, tc, perm, u0, u1, skip, q, q4, k, topd, topj, buf):
-    """``_scan_leaf4``: the leaf's distances from the columns ``tc`` in one pass"""
-    _scan_leaf4(tc, perm, u0, u1, skip, q4, k, topd, topj, buf)
+    """a leaf's distances from the columns ``tc`` in one pass (<= 4 dims,
+    ``_leaf_distances``), then ``_offer_leaf``"""
+    _leaf_distances(tc, u0, u1 - u0, q4, buf)
+    _offer_leaf(buf, perm, u0, u1 - u0, skip, k, topd, topj)
 
 
 def _knn_kernel(scan):
