@@ -95,21 +95,9 @@ STDERR_MIN_BLOCK = 500
 
 
 # ============================================================================ inputs
-def jitter(values: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
-    """values + scale * std(column) * N(0, 1) (std 0 -> max(|value|, 1)); (n, d) float64."""
-    if scale == 0:
-        return values
-    _check_jitter(scale)
-    return _add_noise(values, rng.standard_normal(values.shape), scale)
-
-
-def _check_jitter(scale: float) -> None:
-    if not scale >= 0:
-        raise ValueError(f"jitter must be >= 0, got {scale!r}")
-
-
-def _add_noise(values: np.ndarray, draws: np.ndarray, scale: float) -> np.ndarray:
-    """``jitter`` with its standard normal ``draws`` (values.shape) already made."""
+def jitter(values: np.ndarray, draws: np.ndarray, scale: float) -> np.ndarray:
+    """values + scale * std(column) * draws, ``draws`` standard normal of values.shape
+    (``_noise_draws``; std 0 -> max(|value|, 1)); (n, d) float64."""
     s = _column_std(values)
     for c in np.flatnonzero(~(s > 0)):
         s[c] = max(float(np.abs(values[:, c]).max()), 1.0)
@@ -138,6 +126,7 @@ def unit_scale(values: np.ndarray, sorted_cols: list[np.ndarray] | None = None
 
 
 PARALLEL_NOISE_MIN = 20_000  # values of a variable from which its noise is drawn on a thread
+PRESORT_MIN_ROWS = 10_000  # rows from which the marginals' columns are sorted on the threads
 
 
 def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
@@ -149,8 +138,8 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
     same draws either way."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    if jitter_scale != 0:
-        _check_jitter(jitter_scale)
+    if not jitter_scale >= 0:
+        raise ValueError(f"jitter must be >= 0, got {jitter_scale!r}")
     noise = {}  # position in (x, y, cond) -> future of the variable's normal draws
     workers = numba.config.NUMBA_NUM_THREADS
     pool = None
@@ -165,7 +154,7 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
     conts = [var for var in (v.x, v.y, v.cond) if var is not None and not var.discrete]
     # the kd-tree backend counts 1-D and 2-D marginals on sorted columns: sort them on the
     # threads as soon as each block is made (they idle until the search starts)
-    presort = (pool is not None and norm == "max" and v.n >= PARALLEL_NOISE_MIN // 2
+    presort = (pool is not None and norm == "max" and v.n >= PRESORT_MIN_ROWS
                and sum(var.values.shape[1] for var in conts) <= KDTREE_MAX_DIM)
     out = []
     for i, var in enumerate((v.x, v.y, v.cond)):
@@ -181,7 +170,7 @@ def _blocks(v: Variables, *, norm: str, jitter_scale: float, seed: int,
         values = unit_scale(var.values, cols) if standardize else var.values
         if jitter_scale != 0:
             draws = noise[i].result() if i in noise else _noise_draws(var, seed)
-            values = _add_noise(values, draws, jitter_scale)
+            values = jitter(values, draws, jitter_scale)
         out.append(Block(values, False, norm))
         if presort and values.shape[1] <= 2:
             pool.submit(lambda b: b.column_order, out[-1])
@@ -227,10 +216,8 @@ def fp_value(blocks: list[Block], k: int, *, backend: str = "auto",
     subs = [[0, 2], [1, 2], [2]] if cond else [[0], [1]]
     st = neighbor_stats(blocks, kvec, joint=list(range(len(blocks))), subspaces=subs,
                         count="strict", backend=backend, device=device, progress=progress)
-    c = st.counts
-    z_term = np.mean(psi_int(c[2] + 1)) if cond else digamma(n)
-    value = np.mean(psi_int(kvec)) - np.mean(psi_int(c[0] + 1)) - np.mean(
-        psi_int(c[1] + 1)) + z_term
+    terms = [psi_int(kvec)] + [psi_int(c + 1) for c in st.counts]
+    value = _fp_part_values(terms, np.array([0, n]), cond)[0]
     return float(value), {"backend": st.backend, "dropped": dropped,
                           "k_reduced": int((kvec < k).sum())}
 
@@ -283,9 +270,11 @@ def fp_values_by_part(blocks: list[Block], parts: list[np.ndarray], k: int, *,
 
 
 def _fp_part_values(terms: list[np.ndarray], bounds: np.ndarray, cond: bool) -> np.ndarray:
-    """(P,) the Frenzel-Pompe value of the points at positions bounds[p]..bounds[p+1]-1
-    of ``terms`` = [psi(k_i), psi(n_x,i + 1), psi(n_y,i + 1)(, psi(n_z,i + 1))], in
-    fp_value's order of operations (each mean as ``np.mean`` of that run: ``_run_means``)."""
+    """(P,) the Frenzel-Pompe value <psi(k_i) - psi(n_x,i + 1) - psi(n_y,i + 1) +
+    psi(n_z,i + 1)>_i (psi(N) without z) of the points at positions bounds[p]..bounds[p+1]-1
+    of ``terms`` = [psi(k_i), psi(n_x,i + 1), psi(n_y,i + 1)(, psi(n_z,i + 1))]: the one
+    place the formula is written (``fp_value`` is the single part [0, n]); each mean as
+    ``np.mean`` of that run (``_run_means``)."""
     means = [_run_means(t, bounds) for t in terms]
     z_term = means[3] if cond else psi_int(np.diff(bounds))
     return means[0] - means[1] - means[2] + z_term
