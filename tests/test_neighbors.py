@@ -313,33 +313,64 @@ def test_stable_argsort_is_numpys_stable_sort(kind):
                                   np.argsort(blk.values, axis=0, kind="stable").T)
 
 
-def test_interval_ends_do_not_depend_on_the_search_guess():
-    """the 1-D interval search starts from a guess made from the previous query; with
-    radii jumping over 300 orders of magnitude (guesses far off, huge, infinite), zeros,
-    ties and segments, the ends equal a direct evaluation of the exact predicate"""
-    from essl_info.estimators.neighbors_sorted import _intervals
+@pytest.mark.parametrize("values", ["rounded normal", "heavy tails", "huge range",
+                                    "tiny range", "constant segments"])
+def test_interval_ends_do_not_depend_on_the_search_guess(values):
+    """the 1-D interval search starts from a guess read off a table of each segment's
+    values; with radii jumping over 300 orders of magnitude (guesses far off, huge,
+    infinite), zeros, ties, segments of 0, 1 and many rows, and values whose table cannot
+    be built (a range that overflows, one whose cell width underflows, a single value),
+    the ends equal a direct evaluation of the exact predicate"""
+    from essl_info.estimators.neighbors_sorted import _guess_tables, _intervals
 
     rng = np.random.default_rng(11)
     n = 3000
-    seg = np.sort(rng.integers(0, 3, n))
-    vals = np.concatenate([np.sort(np.round(rng.standard_normal((seg == s).sum()), 2))
-                           for s in range(3)])
-    bounds = np.searchsorted(seg, np.arange(4))
+    seg = np.sort(rng.choice([0, 1, 3, 4], n, p=[0.5, 0.3, 0.2 - 1 / n, 1 / n]))
+    seg[-1] = 4  # segment 2 empty, segment 4 a single row
+    draw = {"rounded normal": lambda m: np.round(rng.standard_normal(m), 2),
+            "heavy tails": lambda m: rng.standard_cauchy(m) ** 3,
+            "huge range": lambda m: rng.choice([-1.5e308, 1.5e308, 0.0, 1.0], m),
+            "tiny range": lambda m: rng.integers(0, 3, m) * 5e-324,
+            "constant segments": lambda m: np.full(m, rng.standard_normal())}[values]
+    vals = np.concatenate([np.sort(draw((seg == s).sum())) for s in range(5)])
+    bounds = np.searchsorted(seg, np.arange(6))
+    table = _guess_tables(vals, bounds)
     radius = 10.0 ** rng.uniform(-300, 300, n)
     radius[rng.random(n) < 0.2] = rng.random() * 0.1
     radius[rng.random(n) < 0.05] = 0.0
     radius[rng.random(n) < 0.02] = np.inf
     for strict in (np.ones(n, np.bool_), np.zeros(n, np.bool_), rng.random(n) < 0.5):
         first, last = np.empty(n, np.int64), np.empty(n, np.int64)
-        _intervals(0, n, vals, radius, strict, bounds[seg], bounds[seg + 1], first, last)
-        for p in range(n):
-            d = np.abs(vals[bounds[seg[p]]:bounds[seg[p] + 1]] - vals[p])
-            inside = np.flatnonzero(d < radius[p] if strict[p] else d <= radius[p])
-            if len(inside) == 0:
-                assert (first[p], last[p]) == (p + 1, p)
-            else:
-                assert (first[p], last[p]) == (bounds[seg[p]] + inside[0],
-                                               bounds[seg[p]] + inside[-1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            _intervals(0, n, vals, radius, strict, seg, bounds, table, first, last)
+            for p in range(n):
+                d = np.abs(vals[bounds[seg[p]]:bounds[seg[p] + 1]] - vals[p])
+                inside = np.flatnonzero(d < radius[p] if strict[p] else d <= radius[p])
+                if len(inside) == 0:
+                    assert (first[p], last[p]) == (p + 1, p)
+                else:
+                    assert (first[p], last[p]) == (bounds[seg[p]] + inside[0],
+                                                   bounds[seg[p]] + inside[-1])
+
+
+def test_guess_tables_point_at_each_cells_first_position():
+    """``_guess_tables``: each segment's cells (one per row) start where a search of the
+    cell's lower edge puts them; segments whose values are all equal get no scale"""
+    from essl_info.estimators.neighbors_sorted import _guess_tables
+
+    rng = np.random.default_rng(3)
+    vals = np.concatenate([np.sort(rng.standard_normal(700)), np.full(5, 2.0),
+                           np.sort(rng.exponential(size=300))])
+    bounds = np.array([0, 700, 705, 1005])
+    v0, iw, toff, start = _guess_tables(vals, bounds)
+    assert iw[1] == 0 and (start[toff[1]:toff[2]] == 700).all()
+    for s in (0, 2):
+        lo, hi = bounds[s], bounds[s + 1]
+        h = (vals[hi - 1] - vals[lo]) / (hi - lo)
+        assert v0[s] == vals[lo] and iw[s] == 1 / h
+        edges = vals[lo] + np.arange(hi - lo + 2) * h
+        np.testing.assert_array_equal(start[toff[s]:toff[s + 1]],
+                                      lo + np.searchsorted(vals[lo:hi], edges))
 
 
 def test_kth_smallest_search_equals_a_sort():

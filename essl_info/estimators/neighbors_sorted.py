@@ -49,17 +49,16 @@ def _inside(vals, u, v, r, st):
 
 
 @njit(cache=True, nogil=True)
-def _intervals(p0, p1, vals, radius, strict, seg_lo, seg_hi, first, last):
+def _intervals(p0, p1, vals, radius, strict, seg, bounds, table, first, last):
     """For sorted positions p0..p1-1 (value vals[p] in ascending order within its
-    segment [seg_lo[p], seg_hi[p]); every array indexed by position, so that memory is
-    read in order): the positions first[p]..last[p] of the values with fl(|v - vals[p]|)
-    < radius[p] (strict[p]) or <= (else). Each end is found by a search on that exact
-    predicate, which is monotone on each side of p: from a guess (the previous query's
-    positions per unit of radius times this radius, about right where the density varies
-    slowly), steps doubling away from it until the predicate changes, then bisection;
-    the guess only decides where the search starts, never the result. Empty: first =
-    p + 1, last = p."""
-    dl, dr = 0.0, 0.0  # positions per unit of radius on each side, previous query
+    segment seg[p], positions bounds[s]..bounds[s+1]-1; every array indexed by position,
+    so that memory is read in order): the positions first[p]..last[p] of the values with
+    fl(|v - vals[p]|) < radius[p] (strict[p]) or <= (else). Each end is found by a search
+    on that exact predicate, which is monotone on each side of p: from a guess (where
+    vals[p] -+ radius[p] falls in the segment's ``_guess_tables`` ``table``), steps
+    doubling away from it until the predicate changes, then bisection; the guess only
+    decides where the search starts, never the result. Empty: first = p + 1, last = p."""
+    v0s, iws, toff, start = table
     for p in range(p0, p1):
         v = vals[p]
         r = radius[p]
@@ -67,19 +66,79 @@ def _intervals(p0, p1, vals, radius, strict, seg_lo, seg_hi, first, last):
         if st and not r > 0.0:
             first[p], last[p] = p + 1, p
             continue
-        lo, hi = seg_lo[p], seg_hi[p] - 1
-        a = p - _reach(vals, p, -1, p - lo, v, r, st, _offset(r * dl, p - lo))
-        b = p + _reach(vals, p, 1, hi - p, v, r, st, _offset(r * dr, hi - p))
+        s = seg[p]
+        lo, hi = bounds[s], bounds[s + 1] - 1
+        t0, cells = toff[s], toff[s + 1] - toff[s] - 2
+        gl = p - _position_guess(v - r, v0s[s], iws[s], start, t0, cells)
+        gr = _position_guess(v + r, v0s[s], iws[s], start, t0, cells) - 1.0 - p
+        a = p - _reach(vals, p, -1, p - lo, v, r, st, _offset(gl, p - lo))
+        b = p + _reach(vals, p, 1, hi - p, v, r, st, _offset(gr, hi - p))
         first[p], last[p] = a, b
-        if r > 0.0:
-            dl = (p - a) / r
-            dr = (b - p) / r
+
+
+@njit(cache=True, nogil=True)
+def _guess_tables(vals, bounds):
+    """Tables for guessing where a value falls among the ascending values of each
+    segment s (positions L = bounds[s] .. H - 1 = bounds[s+1] - 1): its range cut into
+    c = H - L cells of width h, start[toff[s] + g] = the first position whose value is >=
+    vals[L] + g * h (g = 0..c + 1). A position is then interpolated within a cell: about
+    right where the density varies slowly over a cell, which holds at one point per cell
+    for any smooth distribution; 2+2 dims, N = 10,000: 7.7 -> ~3 predicate evaluations
+    per interval end and 2x faster searches than a guess from the previous query's
+    density. Returns (v0 (S,) first values, iw (S,) 1 / h, 0 where h is not a positive
+    finite number, toff (S + 1,), start)."""
+    nseg = len(bounds) - 1
+    v0s = np.zeros(nseg)
+    iws = np.zeros(nseg)
+    toff = np.empty(nseg + 1, np.int64)
+    toff[0] = 0
+    for s in range(nseg):
+        toff[s + 1] = toff[s] + (bounds[s + 1] - bounds[s]) + 2
+    start = np.empty(toff[nseg], np.int64)
+    for s in range(nseg):
+        lo, hi = bounds[s], bounds[s + 1]
+        cells = hi - lo
+        t0 = toff[s]
+        if cells == 0:
+            start[t0], start[t0 + 1] = lo, lo
+            continue
+        v0 = vals[lo]
+        h = (vals[hi - 1] - v0) / cells
+        v0s[s] = v0
+        if not (h > 0.0 and h < np.inf and 1.0 / h < np.inf):
+            for g in range(cells + 2):
+                start[t0 + g] = lo
+            continue
+        iws[s] = 1.0 / h
+        q = lo
+        for g in range(cells + 2):
+            t = v0 + g * h
+            while q < hi and vals[q] < t:
+                q += 1
+            start[t0 + g] = q
+    return v0s, iws, toff, start
+
+
+@njit(cache=True, inline="always")
+def _position_guess(w, v0, iw, start, t0, cells):
+    """about where the value w falls in a segment (an absolute position, float): linear
+    within its cell of ``_guess_tables``; the segment's first position below its range
+    (or for nan), its end above it"""
+    x = (w - v0) * iw
+    if not x > 0.0:
+        return float(start[t0])
+    if not x < cells:
+        return float(start[t0 + cells])
+    g = int(x)
+    return start[t0 + g] + (x - g) * (start[t0 + g + 1] - start[t0 + g])
 
 
 @njit(cache=True, inline="always")
 def _offset(guess, most):
-    """int(guess) clipped to 0..most (guess may be huge, inf or nan)"""
-    return int(guess) if guess < most else most
+    """int(guess) clipped to 0..most (guess may be negative, huge, inf or nan)"""
+    if guess < most:
+        return int(guess) if guess > 0.0 else 0
+    return most
 
 
 @njit(cache=True, inline="always")
@@ -228,10 +287,10 @@ def sorted_counts(xs: np.ndarray, seg: np.ndarray, bounds: np.ndarray, radius: n
         perm = sorted_order(xs[:, c], seg, len(bounds) - 1,
                             None if orders is None else orders[c])
         sp = seg[perm]
+        vals = np.ascontiguousarray(xs[perm, c])
         first, last = np.empty(n, np.int64), np.empty(n, np.int64)
-        run_ranges(_intervals, n, threads, np.ascontiguousarray(xs[perm, c]), radius[perm],
-                   strict[perm], bounds[sp], bounds[sp + 1], first, last,
-                   parallel_min=CHEAP_PARALLEL_MIN)
+        run_ranges(_intervals, n, threads, vals, radius[perm], strict[perm], sp, bounds,
+                   _guess_tables(vals, bounds), first, last, parallel_min=CHEAP_PARALLEL_MIN)
         ivs.append((perm, first, last))  # by position in column c's order
     if len(ivs) == 1:
         perm, first, last = ivs[0]
