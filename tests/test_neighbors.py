@@ -296,18 +296,30 @@ def test_block_column_order_survives_take():
     assert "_order_of_parent" not in Block(v).take(rows).__dict__  # no order known
 
 
-@pytest.mark.parametrize("kind", ["tie-free", "ties", "signed zeros", "constant", "one"])
+@pytest.mark.parametrize("kind", ["tie-free", "ties", "signed zeros", "constant", "one",
+                                  "last bits", "wide range", "integers", "strided"])
 def test_stable_argsort_is_numpys_stable_sort(kind):
-    from essl_info.estimators.neighbors import stable_argsort
+    """numpy's stable argsort on every path: the packed-key sort kept, or refused for
+    values that differ only in the bits it replaces by the row ("last bits": 1 + j ulp,
+    shuffled), for ties, signed zeros; the unstable argsort for integers"""
+    from essl_info.estimators.neighbors import _packed_argsort, stable_argsort
 
     rng = np.random.default_rng(7)
     col = {"tie-free": rng.standard_normal(5000),
            "ties": rng.integers(0, 50, 5000).astype(float),
            "signed zeros": np.where(rng.random(5000) < 0.5, 0.0, -0.0),
-           "constant": np.full(300, 2.5), "one": np.ones(1)}[kind]
+           "constant": np.full(300, 2.5), "one": np.ones(1),
+           "last bits": rng.permutation(1.0 + np.arange(5000) * np.spacing(1.0)),
+           "wide range": rng.standard_cauchy(5000) ** 5 * rng.choice([-1, 1], 5000),
+           "integers": rng.permutation(5000),
+           "strided": rng.standard_normal((5000, 3))[:, 1]}[kind]
+    if kind == "last bits":  # the packed keys cannot order these: the check must catch it
+        assert not (np.diff(col[_packed_argsort(col)]) > 0).all()
     got = stable_argsort(col)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, np.argsort(col, kind="stable"))
+    if kind == "integers":
+        return
     blk = Block(np.stack([col, col[::-1]], axis=1))
     np.testing.assert_array_equal(blk.column_order,
                                   np.argsort(blk.values, axis=0, kind="stable").T)

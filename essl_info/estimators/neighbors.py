@@ -109,14 +109,40 @@ def _restrict(source) -> np.ndarray:
 
 
 def stable_argsort(col: np.ndarray) -> np.ndarray:
-    """(n,) int64 ``np.argsort(col, kind="stable")`` (ties by row index), about 3x
-    faster on tie-free data: an unstable sort, kept when no two sorted values are equal
-    (then every order is the stable one), else the stable sort."""
-    order = np.argsort(col, kind="quicksort")
+    """(n,) int64 ``np.argsort(col, kind="stable")`` (ties by row index), about 5x
+    faster on tie-free float64 data: a faster sort (``_packed_argsort``, else numpy's
+    unstable argsort) is kept when the values it orders strictly increase (then it is
+    the only ascending order, hence the stable one), else the stable sort."""
+    if col.dtype == np.float64 and col.ndim == 1:
+        order = _packed_argsort(col)
+    else:
+        order = np.argsort(col, kind="quicksort")
     s = col[order]
-    if (s[1:] == s[:-1]).any() or np.isnan(s[-1:]).any():
+    if not (s[1:] > s[:-1]).all():  # ties, signed zeros or nan: the stable sort
         order = np.argsort(col, kind="stable")
     return order.astype(np.int64, copy=False)
+
+
+_MAGNITUDE = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+def _packed_argsort(col: np.ndarray) -> np.ndarray:
+    """(n,) int64 rows of the float64 ``col`` in ascending order of the values' leading
+    bits, by one ``np.sort`` of int64 keys (numpy's vectorised sort of plain numbers, 2x
+    faster than its argsort): the float's bits mapped to an int64 of the same order
+    (negative values' magnitude bits flipped), its lowest b bits replaced by the row
+    (2^b >= n). Values that differ only in those bits may come out of order; the caller
+    checks the values along the order."""
+    n = len(col)
+    b = max(1, (n - 1).bit_length())
+    bits = col.view(np.int64)
+    key = bits ^ ((bits >> 63) & _MAGNITUDE)
+    key >>= b
+    key <<= b
+    key |= np.arange(n, dtype=np.int64)
+    key.sort()
+    key &= (1 << b) - 1
+    return key
 
 
 @dataclass(frozen=True, eq=False)
