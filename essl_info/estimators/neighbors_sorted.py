@@ -80,13 +80,14 @@ def _intervals(p0, p1, vals, radius, strict, seg, bounds, table, first, last):
 def _guess_tables(vals, bounds):
     """Tables for guessing where a value falls among the ascending values of each
     segment s (positions L = bounds[s] .. H - 1 = bounds[s+1] - 1): its range cut into
-    c = H - L cells of width h, start[toff[s] + g] = the first position whose value is >=
-    vals[L] + g * h (g = 0..c + 1). A position is then interpolated within a cell: about
-    right where the density varies slowly over a cell, which holds at one point per cell
-    for any smooth distribution; 2+2 dims, N = 10,000: 7.7 -> ~3 predicate evaluations
-    per interval end and 2x faster searches than a guess from the previous query's
-    density. Returns (v0 (S,) first values, iw (S,) 1 / h, 0 where h is not a positive
-    finite number, toff (S + 1,), start)."""
+    c = H - L cells of width h = (vals[H-1] - vals[L]) / c, start[toff[s] + g] = L + the
+    number of its values in cells below g (cell of v: floor((v - vals[L]) / h), g =
+    0..c + 1), by a histogram. A position is then interpolated within a cell: about
+    right where the density varies slowly over a cell, which holds at one value per
+    cell for any smooth distribution (2+2 dims, N = 10,000: 7.7 -> ~3 predicate
+    evaluations per interval end, searches 2x faster than from the previous query's
+    density). Returns (v0 (S,) first values, iw (S,) 1 / h, 0 where h or 1 / h is not a
+    positive finite number (then every start is L), toff (S + 1,), start)."""
     nseg = len(bounds) - 1
     v0s = np.zeros(nseg)
     iws = np.zeros(nseg)
@@ -94,28 +95,25 @@ def _guess_tables(vals, bounds):
     toff[0] = 0
     for s in range(nseg):
         toff[s + 1] = toff[s] + (bounds[s + 1] - bounds[s]) + 2
-    start = np.empty(toff[nseg], np.int64)
+    start = np.zeros(toff[nseg], np.int64)
     for s in range(nseg):
         lo, hi = bounds[s], bounds[s + 1]
         cells = hi - lo
         t0 = toff[s]
         if cells == 0:
-            start[t0], start[t0 + 1] = lo, lo
             continue
         v0 = vals[lo]
         h = (vals[hi - 1] - v0) / cells
         v0s[s] = v0
-        if not (h > 0.0 and h < np.inf and 1.0 / h < np.inf):
-            for g in range(cells + 2):
-                start[t0 + g] = lo
-            continue
-        iws[s] = 1.0 / h
-        q = lo
-        for g in range(cells + 2):
-            t = v0 + g * h
-            while q < hi and vals[q] < t:
-                q += 1
-            start[t0 + g] = q
+        if h > 0.0 and h < np.inf and 1.0 / h < np.inf:
+            iw = 1.0 / h
+            iws[s] = iw
+            for q in range(lo, hi):  # a value's cell (clipped: rounding at the top)
+                start[t0 + 1 + min(int((vals[q] - v0) * iw), cells)] += 1
+        acc = lo
+        for g in range(cells + 2):  # slot g held the values of cell g - 1
+            acc += start[t0 + g]
+            start[t0 + g] = acc
     return v0s, iws, toff, start
 
 
