@@ -28,9 +28,8 @@ import sys  # noqa: E402
 
 # stage -> the profiled functions (file suffix, function name) it sums
 STAGES = {
-    # _knn_range and _knn_range4 are both made by _knn_kernel: cProfile names them by
-    # the inner function, knn_range
-    "k-nearest query": [("neighbors_kdtree.py", "knn_range")],
+    "k-nearest query": [("neighbors_kdtree.py", "_knn_range"),
+                        ("neighbors_kdtree.py", "_knn_range4")],
     "strata brute force": [("neighbors_strata.py", "strata_range")],
     "1-D interval searches": [("neighbors_sorted.py", "_intervals")],
     "tree builds": [("neighbors_kdtree.py", "_build")],

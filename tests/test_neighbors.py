@@ -415,3 +415,38 @@ def test_kth_smallest_search_equals_a_sort():
         a = np.array(bits)
         ns._sort8(a)
         assert (np.diff(a) >= 0).all()
+
+
+_CACHE_PROBE = """
+import json, sys, numpy as np
+from numba.core.registry import CPUDispatcher
+from essl_info import estimate_mi
+from essl_info.estimators import (knn, neighbors_kdtree, neighbors_numba, neighbors_sorted,
+                                  neighbors_strata)
+rng = np.random.default_rng(0)
+for d in (1, 2, 3):  # sorted 1-D and 2-D marginals, 4-dim and 6-dim joint trees
+    x = rng.standard_normal((2500, d))
+    estimate_mi(x, x + rng.standard_normal((2500, d)), method="ksg", backend="kdtree")
+kernels = {f"{m.__name__}.{k}": f for m in (knn, neighbors_kdtree, neighbors_numba,
+                                            neighbors_sorted, neighbors_strata)
+           for k, f in vars(m).items() if isinstance(f, CPUDispatcher)}
+json.dump({"hits": sum(sum(f.stats.cache_hits.values()) for f in kernels.values()),
+           "misses": {k: sum(f.stats.cache_misses.values()) for k, f in kernels.items()
+                      if sum(f.stats.cache_misses.values())}}, sys.stdout)
+"""
+
+
+def test_kd_tree_kernels_load_from_numbas_disk_cache_in_a_new_process():
+    """every compiled kernel of the kd-tree path is loaded from numba's on-disk cache by
+    a second process, none compiled again: a kernel made by a factory function (a
+    closure) was compiled anew in every process (~4 s on each first call) and added an
+    entry to the cache each time"""
+    import json
+    import subprocess
+    import sys
+
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _CACHE_PROBE], check=True,
+                                      capture_output=True, text=True).stdout)
+            for _ in range(2)]
+    assert runs[1]["misses"] == {}, runs[1]["misses"]
+    assert runs[1]["hits"] >= 5

@@ -221,97 +221,103 @@ def _scan_columns(tp, tc, perm, u0, u1, skip, q, q4, k, topd, topj, buf):
     _offer_leaf(buf, perm, u0, u1 - u0, skip, k, topd, topj)
 
 
-def _knn_kernel(scan):
-    """The k-nearest query pass with leaves scanned by ``scan`` (``_scan_points`` or
-    ``_scan_columns``): one kernel compiled for each, since a run-time choice between
-    them inside one kernel made the pass ~30 % slower."""
+@njit(cache=True, nogil=True)
+def _knn_range(p0, p1, tree, tc, kvec, bd, bj, eps, nzero):
+    """The k-nearest query pass (``_knn_pass``), leaves scanned point by point (any
+    dimension; ``tc`` unused, any (0, n) array)."""
+    _knn_pass(p0, p1, tree, tc, kvec, bd, bj, eps, nzero, _scan_points)
 
-    @njit(cache=True, nogil=True)
-    def knn_range(p0, p1, tree, tc, kvec, bd, bj, eps, nzero):
-        """For tree positions p0..p1-1 (query point i = perm[p]; kvec, bd, bj indexed
-        by position): bd[p, :k], bj[p, :k] the k nearest other points of its segment,
-        ascending (distance, row), when bd has n rows (0 rows: not kept); eps[i] the
-        k-th distance and nzero[i] how many of the k are at distance 0, by row.
 
-        Bottom-up from the query's own leaf: its points give a first radius; then at
-        each ancestor the sibling subtree is searched (nearer child first) when its box
-        is within the radius, until the ball around q lies inside the current node's box
-        or the root is reached (ties at the radius are kept, so the order of the visits
-        does not change the result). ``tc``: ``_columns4(tree[1])`` for
-        ``_scan_columns`` (<= 4 dims), any (0, n) array for ``_scan_points``."""
-        perm, tp, start, end, left, right, parent, lo, hi, roots, leaf_of = tree
-        stack = np.empty(len(start) + 2, np.int64)
-        bound = np.empty(len(start) + 2)  # box lower bound of each stacked node
-        kmax_ = bd.shape[1]
-        topd = np.empty(kmax_)
-        topj = np.empty(kmax_, np.int64)
-        big = 1
-        for nd in range(len(start)):
-            if left[nd] < 0:
-                big = max(big, end[nd] - start[nd])
-        buf = np.empty(big)
-        q4 = np.empty(4)
-        for p in range(p0, p1):
-            q = tp[p]
-            for c in range(tc.shape[0]):
-                q4[c] = tc[c, p]
-            k = kvec[p]
-            for t in range(k):
-                topd[t] = np.inf
-                topj[t] = -1
-            node = leaf_of[p]
-            scan(tp, tc, perm, start[node], end[node], p, q, q4, k, topd, topj, buf)
-            while True:
-                par = parent[node]
-                if par < 0 or _ball_inside(lo, hi, node, q, topd[k - 1]):
-                    break
-                sib = right[par] if left[par] == node else left[par]
-                node = par
-                lb = _box_lower(lo, hi, sib, q)
-                if lb > topd[k - 1]:
+@njit(cache=True, nogil=True)
+def _knn_range4(p0, p1, tree, tc, kvec, bd, bj, eps, nzero):
+    """The k-nearest query pass (``_knn_pass``), each leaf's distances in one vectorised
+    pass over the columns ``tc`` = ``_columns4(tree[1])`` (<= 4 dims)."""
+    _knn_pass(p0, p1, tree, tc, kvec, bd, bj, eps, nzero, _scan_columns)
+
+
+@njit(cache=True, inline="always")
+def _knn_pass(p0, p1, tree, tc, kvec, bd, bj, eps, nzero, scan):
+    """For tree positions p0..p1-1 (query point i = perm[p]; kvec, bd, bj indexed by
+    position): bd[p, :k], bj[p, :k] the k nearest other points of its segment, ascending
+    (distance, row), when bd has n rows (0 rows: not kept); eps[i] the k-th distance and
+    nzero[i] how many of the k are at distance 0, by row.
+
+    Bottom-up from the query's own leaf: its points give a first radius; then at each
+    ancestor the sibling subtree is searched (nearer child first) when its box is within
+    the radius, until the ball around q lies inside the current node's box or the root is
+    reached (ties at the radius are kept, so the order of the visits does not change the
+    result). ``scan`` (``_scan_points`` or ``_scan_columns``) is a compile-time argument:
+    each of the two kernels above inlines its own pass (a run-time choice of scan made the
+    pass ~30 % slower; one test on whether ``tc`` is None, pruned at compile time, ~14 %),
+    and both are cached on disk (a kernel returned by a factory function, as before, was
+    compiled again in every process: ~4 s on the first call)."""
+    perm, tp, start, end, left, right, parent, lo, hi, roots, leaf_of = tree
+    stack = np.empty(len(start) + 2, np.int64)
+    bound = np.empty(len(start) + 2)  # box lower bound of each stacked node
+    kmax_ = bd.shape[1]
+    topd = np.empty(kmax_)
+    topj = np.empty(kmax_, np.int64)
+    big = 1
+    for nd in range(len(start)):
+        if left[nd] < 0:
+            big = max(big, end[nd] - start[nd])
+    buf = np.empty(big)
+    q4 = np.empty(4)
+    for p in range(p0, p1):
+        q = tp[p]
+        for c in range(tc.shape[0]):
+            q4[c] = tc[c, p]
+        k = kvec[p]
+        for t in range(k):
+            topd[t] = np.inf
+            topj[t] = -1
+        node = leaf_of[p]
+        scan(tp, tc, perm, start[node], end[node], p, q, q4, k, topd, topj, buf)
+        while True:
+            par = parent[node]
+            if par < 0 or _ball_inside(lo, hi, node, q, topd[k - 1]):
+                break
+            sib = right[par] if left[par] == node else left[par]
+            node = par
+            lb = _box_lower(lo, hi, sib, q)
+            if lb > topd[k - 1]:
+                continue
+            top = 0
+            stack[0] = sib
+            bound[0] = lb
+            while top >= 0:
+                nd = stack[top]
+                lbn = bound[top]
+                top -= 1
+                if lbn > topd[k - 1]:
                     continue
-                top = 0
-                stack[0] = sib
-                bound[0] = lb
-                while top >= 0:
-                    nd = stack[top]
-                    lbn = bound[top]
-                    top -= 1
-                    if lbn > topd[k - 1]:
-                        continue
-                    a = left[nd]
-                    if a < 0:
-                        scan(tp, tc, perm, start[nd], end[nd], -1, q, q4, k, topd, topj, buf)
-                        continue
-                    b = right[nd]
-                    la = _box_lower(lo, hi, a, q)
-                    lb_ = _box_lower(lo, hi, b, q)
-                    if la <= lb_:  # the nearer child on top of the stack
-                        a, b, la, lb_ = b, a, lb_, la
-                    if la <= topd[k - 1]:
-                        top += 1
-                        stack[top] = a
-                        bound[top] = la
-                    if lb_ <= topd[k - 1]:
-                        top += 1
-                        stack[top] = b
-                        bound[top] = lb_
-            i = perm[p]
-            eps[i] = topd[k - 1]
-            z = 0
+                a = left[nd]
+                if a < 0:
+                    scan(tp, tc, perm, start[nd], end[nd], -1, q, q4, k, topd, topj, buf)
+                    continue
+                b = right[nd]
+                la = _box_lower(lo, hi, a, q)
+                lb_ = _box_lower(lo, hi, b, q)
+                if la <= lb_:  # the nearer child on top of the stack
+                    a, b, la, lb_ = b, a, lb_, la
+                if la <= topd[k - 1]:
+                    top += 1
+                    stack[top] = a
+                    bound[top] = la
+                if lb_ <= topd[k - 1]:
+                    top += 1
+                    stack[top] = b
+                    bound[top] = lb_
+        i = perm[p]
+        eps[i] = topd[k - 1]
+        z = 0
+        for t in range(k):
+            z += np.int64(topd[t] == 0.0)
+        nzero[i] = z
+        if bd.shape[0] > 0:
             for t in range(k):
-                z += np.int64(topd[t] == 0.0)
-            nzero[i] = z
-            if bd.shape[0] > 0:
-                for t in range(k):
-                    bd[p, t] = topd[t]
-                    bj[p, t] = topj[t]
-
-    return knn_range
-
-
-_knn_range = _knn_kernel(_scan_points)  # any dimension, point by point
-_knn_range4 = _knn_kernel(_scan_columns)  # <= 4 dims, vectorised leaf scans
+                bd[p, t] = topd[t]
+                bj[p, t] = topj[t]
 
 
 def _columns4(tp: np.ndarray) -> np.ndarray:
