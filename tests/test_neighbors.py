@@ -112,6 +112,26 @@ def test_backends_equal_the_definitions(name, trees, monkeypatch):
             np.testing.assert_array_equal(st.nzero, nzero, err_msg="kdtree, no kmax")
 
 
+@pytest.mark.parametrize("name", list(_specs()))
+def test_torch_backend_in_small_chunks_equals_the_definitions(name):
+    """the torch backend with its working tensors bounded to a few query rows (15-21 a
+    chunk by the number of continuous blocks, the last one mostly shorter), written in
+    place chunk after chunk: the same numbers as the definitions for every kind of space
+    (Euclidean, codes, three blocks, kmax)"""
+    from essl_info.estimators.neighbors_torch import torch_stats
+
+    spec = dict(_specs()[name])
+    eps, counts, kmax, nzero = direct(k=3, **spec)
+    blocks, n = spec.pop("blocks"), 300
+    st = torch_stats(blocks, np.full(n, 3), spec["joint"], spec["subspaces"],
+                     spec.get("radius_from", [None] * len(spec["subspaces"])),
+                     spec.get("count", "strict"), True, device="cpu", memory_mb=0.25)
+    np.testing.assert_array_equal(st.eps, eps)
+    np.testing.assert_array_equal(st.counts, counts)
+    np.testing.assert_array_equal(st.nzero, nzero)
+    np.testing.assert_array_equal(st.kmax, kmax)
+
+
 def test_per_point_k_and_strata():
     x, _, _, lab, _ = _data(200, seed=3)
     kvec = np.where(lab == 0, 1, 4)
