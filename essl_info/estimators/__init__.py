@@ -48,11 +48,7 @@ for _mod in _METHOD_MODULES:
 def _check_params(spec, params: dict) -> None:
     """Unknown keyword arguments are a user mistake: a ValueError naming them and the
     options the method takes (not a TypeError from deep inside)."""
-    fn = inspect.unwrap(spec.fn)
-    try:
-        known = _keyword_options(fn)
-    except TypeError:  # an unhashable callable: read it each time
-        known = _keyword_options.__wrapped__(fn)
+    known = _keyword_options(spec.fn)
     if known is None:
         return
     unknown = sorted(set(params) - known)

@@ -249,8 +249,8 @@ def _knn_pass(p0, p1, tree, tc, kvec, bd, bj, eps, nzero, scan):
     result). ``scan`` (``_scan_points`` or ``_scan_columns``) is a compile-time argument:
     each of the two kernels above inlines its own pass (a run-time choice of scan made the
     pass ~30 % slower; one test on whether ``tc`` is None, pruned at compile time, ~14 %),
-    and both are cached on disk (a kernel returned by a factory function, as before, was
-    compiled again in every process: ~4 s on the first call)."""
+    and both are cached on disk (numba compiles a kernel made by a factory function, a
+    closure, again in every process: ~4 s on the first call)."""
     perm, tp, start, end, left, right, parent, lo, hi, roots, leaf_of = tree
     stack = np.empty(len(start) + 2, np.int64)
     bound = np.empty(len(start) + 2)  # box lower bound of each stacked node
@@ -411,7 +411,6 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
                    nzero)
     else:
         run_ranges(_knn_range, n, threads, tree, np.empty((0, n)), kp, bdp, bjp, eps, nzero)
-    rows = np.arange(n)
     if want_kmax:
         bj = np.empty((n, kq), np.int64)
         bj[perm] = bjp
@@ -424,7 +423,7 @@ def kdtree_stats(blocks, kvec, joint, subspaces, radius_from, count, want_kmax,
     kmax = np.zeros((len(blocks), n))
     if want_kmax:  # max block distance over the k nearest (ties broken by row index)
         valid = np.arange(kq)[None, :] < kvec[:, None]
-        nbr = np.where(valid, bj, rows[:, None])
+        nbr = np.where(valid, bj, np.arange(n)[:, None])
         for b, blk in enumerate(blocks):
             if not blk.discrete:
                 v = blk.values

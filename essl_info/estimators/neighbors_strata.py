@@ -6,9 +6,9 @@ tree per stratum costs more than comparing each point with every other point of 
 stratum: m - 1 distances per point in one vectorised pass over contiguous columns,
 against a tree walk of ~1 us per point plus sorted marginal counts. The standard error's
 pass on one core, 2+2 dims, 20 strata (``python benchmarks/knn_stages.py --strata``, load
-0.7): 3.0 ms against 7.9 ms for the trees at 250 rows per stratum, 8.9 against 18.1 at
-500, 34 against 53 at 1,000, 92 against 100 at 2,000, 194 against 150 at 3,000 (hence
-``BRUTE_MAX_STRATUM``).
+0.7, 2026-11-30 13:05): 4.3 ms against 9.6 ms for the trees at 250 rows per stratum, 9.8
+against 20.0 at 500, 27 against 40 at 1,000, 94 against 94 at 2,000, 226 against 169 at
+3,000 (hence ``BRUTE_MAX_STRATUM``).
 
 For each point i (positions in stratum order; stratum [lo, hi)):
 

@@ -112,10 +112,10 @@ def torch_stats_batched(items, kvecs, joint, subspaces, radius_from, count, want
                 d = sp_buf[:, :m].zero_()
                 for b in conts:
                     torch.maximum(d, dist[b], out=d)
-            ok = not_self.clone()
+            ok = not_self  # a copy only when codes narrow it (the mask is never written)
             for b in sp:
                 if b not in dist:
-                    ok &= codes[b][:, rows, None] == codes[b][:, None, :]
+                    ok = ok & (codes[b][:, rows, None] == codes[b][:, None, :])
             return d, ok
 
         dj, okj = space(joint)
@@ -137,13 +137,13 @@ def torch_stats_batched(items, kvecs, joint, subspaces, radius_from, count, want
         for s, sp in enumerate(subspaces):
             r = e if radius_from[s] is None else kmax[:, radius_from[s], rows]
             d, ok = space(sp)
-            lt, le = d < r[:, :, None], d <= r[:, :, None]
+            rr = r[:, :, None]
             if count == "strict":
-                inside = lt
+                inside = d < rr
             elif count == "closed":
-                inside = le
-            else:  # gao
-                inside = torch.where((r > 0)[:, :, None], lt, le)
+                inside = d <= rr
+            else:  # gao: strict where the radius is positive, closed (exact zeros) where 0
+                inside = torch.where(rr > 0, d < rr, d <= rr)
             counts[:, s, rows] = (inside & ok).sum(2)
         if progress is not None:
             progress(int(rows[-1]) + 1, n)
