@@ -60,3 +60,12 @@ def test_cuda_batch_equals_cpu():
     cpu = estimate_mi_batch(xs, ys, device="cpu")
     gpu = estimate_mi_batch(xs, ys, device="cuda")
     assert [e.value for e in cpu] == [e.value for e in gpu]
+
+
+@pytest.mark.parametrize("bad", [0, -5.0, float("nan"), float("inf"), "16"])
+def test_a_bad_memory_bound_is_one_line_naming_it(bad):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((50, 2)), rng.standard_normal((50, 2))
+    with pytest.raises(ValueError, match="memory_mb must be a positive number") as err:
+        estimate_mi_batch([x], [y], device="cpu", memory_mb=bad)
+    assert "\n" not in str(err.value)

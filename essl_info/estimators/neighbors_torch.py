@@ -72,6 +72,8 @@ def torch_stats_batched(items, kvecs, joint, subspaces, radius_from, count, want
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if memory_mb is None:
         memory_mb = MEMORY_MB.get(dev.type, MEMORY_MB["cuda"])
+    if not (isinstance(memory_mb, (int, float)) and 0 < memory_mb < float("inf")):
+        raise ValueError(f"memory_mb must be a positive number of MB, got {memory_mb!r}")
     blocks = items[0]
     nbatch, n = len(items), len(blocks[0].values)
     cont = [b for b, blk in enumerate(blocks) if not blk.discrete]
